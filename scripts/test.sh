@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Sets up what is missing, then runs every test: native (CPU, and wgpu on
+# Mesa's software Vulkan), wasm in headless Chromium (WebGPU and CPU), and the
+# end-to-end test of the built app. Ends with one summary line.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+source scripts/env.sh
+log=$(mktemp -d)
+trap 'rm -rf "$log"' EXIT
+
+section() { printf '\n== %s\n' "$*"; }
+
+cargo fetch --quiet
+
+section "native tests: cpu and wgpu"
+cargo test --features wgpu-tests 2>&1 | tee "$log/native"
+
+section "wasm tests in headless Chromium: WebGPU and cpu"
+CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=600 \
+  cargo test --target wasm32-unknown-unknown --test web 2>&1 | tee "$log/wasm"
+
+section "end-to-end: the built app in headless Chromium"
+trunk build --release 2>&1 | tail -n 5
+SHOTS=docs/screenshots node --test --test-reporter=spec tests/e2e/ 2>&1 | tee "$log/e2e"
+
+# One line for the whole run, from the runners' own summaries.
+count() { cat "$log"/* | awk -v re="$1" '{ if (match($0, re)) { s = substr($0, RSTART, RLENGTH); gsub(/[^0-9]/, "", s); n += s } } END { print n + 0 }'; }
+passed=$(( $(count 'test result: ok[.] [0-9]+ passed') + $(count '^ℹ pass [0-9]+') ))
+failed=$(( $(count '[0-9]+ failed;') + $(count '^ℹ fail [0-9]+') ))
+printf '\ntotal: %s passed, %s failed\n' "$passed" "$failed"

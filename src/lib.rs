@@ -1,0 +1,13 @@
+//! MoSE Lab: teach a small language model a sequence of your own text tasks,
+//! on your own device, with Mixtures of SubExperts.
+//!
+//! One crate, two fronts: it compiles to WebAssembly for the browser app (the
+//! `mose-lab` binary, built by Trunk) and natively for the library, the tests
+//! and the command-line tool. Every computation takes a burn [`Device`], so the
+//! same code runs on WebGPU, native wgpu and the CPU; [`backend`] picks one.
+//!
+//! [`Device`]: burn::tensor::Device
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod check;

@@ -1,0 +1,48 @@
+//! The device check in a real browser (headless Chromium, driven by
+//! wasm-bindgen-test-runner): on WebGPU and on the CPU backend compiled to
+//! wasm, with the same assertions as the native tests.
+#![cfg(target_arch = "wasm32")]
+
+mod common;
+
+use mose_lab::backend::{self, BackendKind};
+use mose_lab::check::{self, CheckReport, DeviceCheckConfig};
+use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+async fn run(device: &burn::tensor::Device) -> CheckReport {
+    check::run(&DeviceCheckConfig::new(), device, |_| {})
+        .await
+        .expect("the device check runs")
+}
+
+async fn webgpu() -> backend::Compute {
+    let gpu = backend::gpu()
+        .await
+        .expect("a WebGPU adapter (Chromium needs --enable-unsafe-webgpu, see webdriver.json)");
+    assert_eq!(gpu.kind, BackendKind::Wgpu);
+    gpu
+}
+
+#[wasm_bindgen_test]
+async fn device_check_trains_on_webgpu() {
+    let gpu = webgpu().await;
+    let adapter = gpu.adapter.as_ref().expect("wgpu reports its adapter");
+    assert_eq!(adapter.api, "BrowserWebGpu");
+    let report = run(&gpu.device).await;
+    common::assert_trained(&report, &DeviceCheckConfig::new(), "webgpu");
+}
+
+#[wasm_bindgen_test]
+async fn device_check_trains_on_wasm_cpu() {
+    let report = run(&backend::cpu().device).await;
+    common::assert_trained(&report, &DeviceCheckConfig::new(), "wasm cpu");
+}
+
+#[wasm_bindgen_test]
+async fn webgpu_and_wasm_cpu_agree() {
+    let on_gpu = run(&webgpu().await.device).await;
+    let on_cpu = run(&backend::cpu().device).await;
+    common::assert_same_losses(&on_cpu, &on_gpu, 1e-3);
+}
