@@ -18,7 +18,7 @@ cargo test --features wgpu-tests 2>&1 | tee "$log/native"
 
 section "wasm tests in headless Chromium: WebGPU and cpu"
 CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=600 \
-  cargo test --target wasm32-unknown-unknown --test web 2>&1 | tee "$log/wasm"
+  cargo test --profile wasm-test --target wasm32-unknown-unknown --test web 2>&1 | tee "$log/wasm"
 
 section "end-to-end: the built app in headless Chromium"
 trunk build --release 2>&1 | tail -n 5

@@ -281,7 +281,13 @@ pub async fn run(
         backend::yield_now().await;
     }
     // Make the last update land before the clock stops.
-    let _ = model.path.lora_b.val().sum().into_scalar_async::<f32>().await?;
+    let _ = model
+        .path
+        .lora_b
+        .val()
+        .sum()
+        .into_scalar_async::<f32>()
+        .await?;
     let measured = start.elapsed().as_secs_f64() - warmup_seconds;
     let steps_per_second = (config.steps - 1) as f64 / measured.max(f64::EPSILON);
 
@@ -338,8 +344,9 @@ mod tests {
         let frozen_wrong = (0..config.samples)
             .filter(|&i| {
                 let x = &problem.inputs[i * d..(i + 1) * d];
-                let logit =
-                    |k: usize| -> f32 { (0..d).map(|j| x[j] * problem.base_weight[j * c + k]).sum() };
+                let logit = |k: usize| -> f32 {
+                    (0..d).map(|j| x[j] * problem.base_weight[j * c + k]).sum()
+                };
                 let argmax = (0..c).max_by(|&a, &b| logit(a).total_cmp(&logit(b)));
                 argmax != Some(problem.labels[i] as usize)
             })

@@ -31,7 +31,10 @@ fn device_check_reports_every_step_in_order() {
     let numbers: Vec<usize> = seen.iter().map(|s| s.step).collect();
     assert_eq!(numbers, vec![1, 2, 3, 4, 5]);
     assert!(seen.iter().all(|s| s.steps == 5));
-    assert!(seen.windows(2).all(|w| w[0].elapsed_seconds <= w[1].elapsed_seconds));
+    assert!(
+        seen.windows(2)
+            .all(|w| w[0].elapsed_seconds <= w[1].elapsed_seconds)
+    );
     let losses: Vec<f32> = seen.iter().map(|s| s.loss).collect();
     assert_eq!(losses, report.losses);
 }
@@ -42,8 +45,9 @@ mod wgpu {
     use mose_lab::backend::BackendKind;
 
     fn gpu() -> backend::Compute {
-        pollster::block_on(backend::gpu())
-            .expect("a wgpu adapter (install mesa-vulkan-drivers for a software one: scripts/setup.sh)")
+        pollster::block_on(backend::gpu()).expect(
+            "a wgpu adapter (install mesa-vulkan-drivers for a software one: scripts/setup.sh)",
+        )
     }
 
     #[test]
@@ -51,7 +55,10 @@ mod wgpu {
         let gpu = gpu();
         assert_eq!(gpu.kind, BackendKind::Wgpu);
         let adapter = gpu.adapter.as_ref().expect("wgpu reports its adapter");
-        assert!(adapter.max_buffer_size > 0, "adapter limits are read: {adapter:?}");
+        assert!(
+            adapter.max_buffer_size > 0,
+            "adapter limits are read: {adapter:?}"
+        );
         let report = run(&gpu.device);
         common::assert_trained(&report, &DeviceCheckConfig::new(), "wgpu");
     }

@@ -29,7 +29,7 @@ async fn webgpu() -> backend::Compute {
 async fn device_check_trains_on_webgpu() {
     let gpu = webgpu().await;
     let adapter = gpu.adapter.as_ref().expect("wgpu reports its adapter");
-    assert_eq!(adapter.api, "BrowserWebGpu");
+    assert_eq!(adapter.api, "WebGPU");
     let report = run(&gpu.device).await;
     common::assert_trained(&report, &DeviceCheckConfig::new(), "webgpu");
 }

@@ -84,9 +84,8 @@ pub fn DeviceCheck() -> impl IntoView {
         launch(first);
     });
 
-    let gpu_available = move || {
-        devices.with(|found| found.as_ref().is_some_and(|found| found.gpu.is_ok()))
-    };
+    let gpu_available =
+        move || devices.with(|found| found.as_ref().is_some_and(|found| found.gpu.is_ok()));
 
     view! {
         <section class="panel" aria-labelledby="device-check-title">
@@ -139,15 +138,18 @@ fn DeviceSummary(
         };
         let backend_name = current.get().name();
         match found.gpu {
-            Ok(Compute { adapter: Some(adapter), .. }) => {
+            Ok(Compute {
+                adapter: Some(adapter),
+                ..
+            }) => {
                 let name = if adapter.name.is_empty() {
                     "adapter name hidden by the browser".to_string()
                 } else {
                     adapter.name.clone()
                 };
-                let software = adapter.is_software().then_some(
-                    " (a software adapter: correct, but much slower than a real GPU)",
-                );
+                let software = adapter
+                    .is_software()
+                    .then_some(" (a software adapter: correct, but much slower than a real GPU)");
                 let mib = |bytes: u64| bytes / (1024 * 1024);
                 view! {
                     <p class="device" data-testid="device">
@@ -195,17 +197,26 @@ fn LossChart(
     /// Steps so far.
     steps: RwSignal<Vec<CheckStep>>,
 ) -> impl IntoView {
-    const WIDTH: f32 = 480.0;
-    const HEIGHT: f32 = 140.0;
+    // Plot area and the margins that hold the axis labels, in SVG units.
+    const WIDTH: f32 = 440.0;
+    const HEIGHT: f32 = 130.0;
+    const LEFT: f32 = 44.0;
+    const BOTTOM: f32 = 20.0;
+    let top_loss = move || steps.with(|s| s.iter().map(|s| s.loss).fold(0.0f32, f32::max));
+    let last_step = move || {
+        steps.with(|s| {
+            s.first()
+                .map_or(DeviceCheckConfig::new().steps, |s| s.steps)
+        })
+    };
     let points = move || {
+        let (top, last) = (top_loss().max(f32::EPSILON), last_step().max(2) - 1);
         steps.with(|steps| {
-            let max = steps.iter().map(|s| s.loss).fold(f32::MIN, f32::max);
-            let total = steps.first().map_or(1, |s| s.steps.max(2) - 1) as f32;
             steps
                 .iter()
                 .map(|s| {
-                    let x = (s.step - 1) as f32 / total * WIDTH;
-                    let y = HEIGHT - s.loss / max.max(f32::EPSILON) * HEIGHT;
+                    let x = LEFT + (s.step - 1) as f32 / last as f32 * WIDTH;
+                    let y = HEIGHT - s.loss / top * HEIGHT;
                     format!("{x:.1},{y:.1}")
                 })
                 .collect::<Vec<_>>()
@@ -214,10 +225,18 @@ fn LossChart(
     };
     view! {
         <figure class="loss-chart">
-            <svg viewBox=format!("-4 -4 {} {}", WIDTH + 8.0, HEIGHT + 8.0) role="img"
+            <svg viewBox=format!("0 -6 {} {}", LEFT + WIDTH + 8.0, HEIGHT + BOTTOM + 6.0) role="img"
                 aria-label="Training loss per step, falling as the adapter learns">
-                <line x1="0" y1=HEIGHT x2=WIDTH y2=HEIGHT class="axis"/>
-                <line x1="0" y1="0" x2="0" y2=HEIGHT class="axis"/>
+                <line x1=LEFT y1=HEIGHT x2=LEFT + WIDTH y2=HEIGHT class="axis"/>
+                <line x1=LEFT y1="0" x2=LEFT y2=HEIGHT class="axis"/>
+                <text x=LEFT - 6.0 y="8" class="tick" text-anchor="end">
+                    {move || format!("{:.2}", top_loss())}
+                </text>
+                <text x=LEFT - 6.0 y=HEIGHT class="tick" text-anchor="end">"0"</text>
+                <text x=LEFT y=HEIGHT + BOTTOM - 4.0 class="tick">"step 1"</text>
+                <text x=LEFT + WIDTH y=HEIGHT + BOTTOM - 4.0 class="tick" text-anchor="end">
+                    {last_step}
+                </text>
                 <polyline points=points class="loss-line"/>
             </svg>
             <figcaption>"Training loss (cross-entropy, nats) at each step"</figcaption>

@@ -58,7 +58,7 @@ impl BackendKind {
 pub struct AdapterSummary {
     /// The adapter's name as the platform reports it (browsers may hide it).
     pub name: String,
-    /// The graphics API underneath (`Vulkan`, `Metal`, `BrowserWebGpu`, ...).
+    /// The graphics API underneath (`WebGPU`, `Vulkan`, `Metal`, `Dx12`, `OpenGL`).
     pub api: String,
     /// `DiscreteGpu`, `IntegratedGpu`, `Cpu` (a software rasteriser), ...
     pub device_type: String,
@@ -78,7 +78,11 @@ impl AdapterSummary {
         let limits = setup.adapter.limits();
         Self {
             name: info.name,
-            api: format!("{:?}", info.backend),
+            api: match info.backend {
+                wgpu::Backend::BrowserWebGpu => "WebGPU".to_string(),
+                wgpu::Backend::Gl => "OpenGL".to_string(),
+                other => format!("{other:?}"),
+            },
             device_type: format!("{:?}", info.device_type),
             max_buffer_size: limits.max_buffer_size,
             max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,

@@ -11,11 +11,12 @@ static GPU: OnceLock<Result<Compute, BackendError>> = OnceLock::new();
 
 pub(super) async fn gpu() -> Result<Compute, BackendError> {
     GPU.get_or_init(|| {
-        let (device, setup) = Device::wgpu_options()
-            .init_with_setup()
-            .map_err(|e| BackendError::NoAdapter {
-                reason: e.to_string(),
-            })?;
+        let (device, setup) =
+            Device::wgpu_options()
+                .init_with_setup()
+                .map_err(|e| BackendError::NoAdapter {
+                    reason: e.to_string(),
+                })?;
         Ok(gpu_compute(device, &setup))
     })
     .clone()

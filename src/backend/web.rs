@@ -16,7 +16,13 @@ pub(super) async fn gpu() -> Result<Compute, BackendError> {
         return cached;
     }
     let made = match Device::wgpu_options().init_with_setup_async().await {
-        Ok((device, setup)) => Ok(gpu_compute(device, &setup)),
+        Ok((device, setup)) => {
+            let mut compute = gpu_compute(device, &setup);
+            if let Some(adapter) = compute.adapter.as_mut().filter(|a| a.name.is_empty()) {
+                adapter.name = browser_adapter_name().await.unwrap_or_default();
+            }
+            Ok(compute)
+        }
         Err(e) => Err(BackendError::NoAdapter {
             reason: e.to_string(),
         }),
@@ -27,4 +33,26 @@ pub(super) async fn gpu() -> Result<Compute, BackendError> {
 /// A zero-delay timer: the browser runs pending events and paints first.
 pub(super) async fn yield_now() {
     gloo_timers::future::TimeoutFuture::new(0).await;
+}
+
+/// Browsers often leave `GPUAdapterInfo.description` (wgpu's adapter name)
+/// empty but still tell the vendor and architecture: ask WebGPU directly.
+/// `None` when the browser tells nothing.
+async fn browser_adapter_name() -> Option<String> {
+    use js_sys::{Function, Promise, Reflect};
+    use wasm_bindgen::{JsCast, JsValue};
+
+    let get = |object: &JsValue, key: &str| Reflect::get(object, &JsValue::from_str(key)).ok();
+    let navigator = get(&js_sys::global(), "navigator")?;
+    let gpu = get(&navigator, "gpu")?;
+    let request = get(&gpu, "requestAdapter")?.dyn_into::<Function>().ok()?;
+    let promise = request.call0(&gpu).ok()?.dyn_into::<Promise>().ok()?;
+    let adapter = wasm_bindgen_futures::JsFuture::from(promise).await.ok()?;
+    let info = get(&adapter, "info")?;
+    let words: Vec<String> = ["vendor", "architecture", "device"]
+        .iter()
+        .filter_map(|key| get(&info, key)?.as_string())
+        .filter(|word| !word.is_empty())
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
 }

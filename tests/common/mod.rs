@@ -5,7 +5,11 @@ use mose_lab::check::{CheckReport, DeviceCheckConfig};
 
 /// A finished device check really trained, and only what it should have.
 pub fn assert_trained(report: &CheckReport, config: &DeviceCheckConfig, device: &str) {
-    assert_eq!(report.losses.len(), config.steps, "{device}: one loss per step");
+    assert_eq!(
+        report.losses.len(),
+        config.steps,
+        "{device}: one loss per step"
+    );
     assert!(
         report.losses.iter().all(|loss| loss.is_finite()),
         "{device}: non-finite loss in {:?}",
@@ -27,8 +31,15 @@ pub fn assert_trained(report: &CheckReport, config: &DeviceCheckConfig, device: 
         report.steps_per_second
     );
     let expected_trainable = config.rank * (config.d_input + config.classes);
-    assert_eq!(report.trainable_params, expected_trainable, "{device}: trainable parameters");
-    assert_eq!(report.frozen_params, config.d_input * config.classes, "{device}: frozen parameters");
+    assert_eq!(
+        report.trainable_params, expected_trainable,
+        "{device}: trainable parameters"
+    );
+    assert_eq!(
+        report.frozen_params,
+        config.d_input * config.classes,
+        "{device}: frozen parameters"
+    );
 }
 
 /// Two devices ran the same check from the same seed: their losses agree.
