@@ -45,13 +45,15 @@ pub fn DeviceCheck() -> impl IntoView {
     let devices: RwSignal<Option<Devices>, LocalStorage> = RwSignal::new_local(None);
     let current = RwSignal::new(BackendKind::Cpu);
     let steps = RwSignal::new(Vec::<CheckStep>::new());
+    let config = StoredValue::new(DeviceCheckConfig::new());
+    let total_steps = config.with_value(|config| config.steps);
 
     let launch = move |compute: Compute| {
         current.set(compute.kind);
         steps.set(Vec::new());
         phase.set(Phase::Running);
         spawn_local(async move {
-            let config = DeviceCheckConfig::new();
+            let config = config.get_value();
             let outcome = check::run(&config, &compute.device, |step| {
                 steps.update(|all| all.push(step))
             })
@@ -99,13 +101,13 @@ pub fn DeviceCheck() -> impl IntoView {
                         "Training an adapter on the {}: step {} of {}",
                         current.get().name(),
                         steps.with(Vec::len),
-                        DeviceCheckConfig::new().steps
+                        total_steps
                     ),
                     Phase::Done(_) => "Finished: this device can train MoSE adapters.".to_string(),
                     Phase::Failed(message) => format!("The check failed: {message}"),
                 }}
             </div>
-            <LossChart steps=steps/>
+            <LossChart steps=steps total_steps=total_steps/>
             {move || phase.with(|phase| match phase {
                 Phase::Done(report) => Some(view! { <Results report=report.clone()/> }),
                 _ => None,
@@ -196,6 +198,8 @@ fn DeviceSummary(
 fn LossChart(
     /// Steps so far.
     steps: RwSignal<Vec<CheckStep>>,
+    /// Steps the run will take: the width of the x axis.
+    total_steps: usize,
 ) -> impl IntoView {
     // Plot area and the margins that hold the axis labels, in SVG units.
     const WIDTH: f32 = 440.0;
@@ -203,14 +207,8 @@ fn LossChart(
     const LEFT: f32 = 44.0;
     const BOTTOM: f32 = 20.0;
     let top_loss = move || steps.with(|s| s.iter().map(|s| s.loss).fold(0.0f32, f32::max));
-    let last_step = move || {
-        steps.with(|s| {
-            s.first()
-                .map_or(DeviceCheckConfig::new().steps, |s| s.steps)
-        })
-    };
     let points = move || {
-        let (top, last) = (top_loss().max(f32::EPSILON), last_step().max(2) - 1);
+        let (top, last) = (top_loss().max(f32::EPSILON), total_steps.max(2) - 1);
         steps.with(|steps| {
             steps
                 .iter()
@@ -235,7 +233,7 @@ fn LossChart(
                 <text x=LEFT - 6.0 y=HEIGHT class="tick" text-anchor="end">"0"</text>
                 <text x=LEFT y=HEIGHT + BOTTOM - 4.0 class="tick">"step 1"</text>
                 <text x=LEFT + WIDTH y=HEIGHT + BOTTOM - 4.0 class="tick" text-anchor="end">
-                    {last_step}
+                    {total_steps}
                 </text>
                 <polyline points=points class="loss-line"/>
             </svg>
