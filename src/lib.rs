@@ -11,3 +11,5 @@
 
 pub mod backend;
 pub mod check;
+pub mod model;
+pub mod tokenizer;

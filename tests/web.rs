@@ -46,3 +46,48 @@ async fn webgpu_and_wasm_cpu_agree() {
     let on_cpu = run(&backend::cpu().device).await;
     common::assert_same_losses(&on_cpu, &on_gpu, 1e-3);
 }
+
+// The base model: the same parity bodies as tests/model.rs, on WebGPU and on
+// the CPU backend in wasm, against the same transformers fixtures.
+
+use common::llama::{self as parity, TIED, UNTIED};
+
+#[wasm_bindgen_test]
+async fn llama_matches_transformers_on_webgpu() {
+    let device = webgpu().await.device;
+    for fixture in [&TIED, &UNTIED] {
+        parity::check_logits(fixture, &device).await;
+        parity::check_loss_and_gradients(fixture, &device).await;
+    }
+}
+
+#[wasm_bindgen_test]
+async fn llama_matches_transformers_on_wasm_cpu() {
+    let device = backend::cpu().device;
+    for fixture in [&TIED, &UNTIED] {
+        parity::check_logits(fixture, &device).await;
+    }
+    parity::check_loss_and_gradients(&TIED, &device).await;
+}
+
+#[wasm_bindgen_test]
+async fn llama_webgpu_and_wasm_cpu_agree() {
+    let gpu = webgpu().await.device;
+    let cpu = backend::cpu().device;
+    for fixture in [&TIED, &UNTIED] {
+        let on_gpu = parity::check_logits(fixture, &gpu).await;
+        let on_cpu = parity::check_logits(fixture, &cpu).await;
+        parity::assert_close(
+            &format!("{}: cpu vs webgpu", fixture.name),
+            &on_gpu,
+            &on_cpu,
+            1e-3,
+        );
+    }
+}
+
+#[wasm_bindgen_test]
+fn tokenizer_ids_match_python_tokenizers_in_wasm() {
+    let compared = common::tokenizer::check_tokenizer();
+    assert!(compared > 100_000, "compared {compared} ids");
+}

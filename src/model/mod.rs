@@ -1,0 +1,180 @@
+//! The frozen base model (MOSE.md, "Base model"): a Llama-family transformer
+//! ([`Llama`]), its config as Hugging Face writes it ([`LlamaConfig`]), weight
+//! loading and saving with HF tensor names, GGUF import ([`gguf`]) and text
+//! generation ([`generate`]).
+
+pub mod generate;
+pub mod gguf;
+mod llama;
+mod weights;
+
+use crate::tokenizer::{SpecialTokens, Tokenizer, TokenizerError};
+
+pub use llama::{HfParam, KvCache, Llama, LlamaConfig, RopeParameters, TokenIds, next_token_nll};
+
+/// Why a model could not be built, loaded or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// `config.json` is not JSON, or lacks a field a Llama config must have.
+    #[error(
+        "config.json is not a valid Llama config ({0}); use the config.json that came with the weights"
+    )]
+    ConfigJson(serde_json::Error),
+    /// The config describes a model this crate cannot compute.
+    #[error("config field {field} = {value} is not supported: {reason}")]
+    UnsupportedConfig {
+        /// The field, with HF's name.
+        field: String,
+        /// Its value in the file.
+        value: String,
+        /// Why it does not fit.
+        reason: String,
+    },
+    /// The weights file is not safetensors, or is cut short.
+    #[error(
+        "the weights file is not a complete safetensors file ({0}); it may be truncated: copy or export it again"
+    )]
+    Safetensors(#[from] safetensors::SafeTensorError),
+    /// A tensor the config needs is not in the file.
+    #[error(
+        "tensor {name} is missing from the weights file; check that config.json belongs to these weights"
+    )]
+    MissingTensor {
+        /// Its HF name.
+        name: String,
+    },
+    /// A tensor has a different shape than the config implies.
+    #[error(
+        "tensor {name}: expected shape {expected:?}, found {found:?}; check that config.json belongs to these weights"
+    )]
+    WrongShape {
+        /// Its HF name.
+        name: String,
+        /// The shape the config implies (HF layout).
+        expected: Vec<usize>,
+        /// The shape in the file.
+        found: Vec<usize>,
+    },
+    /// A tensor is stored in a number type the loader does not read.
+    #[error(
+        "tensor {name} is stored as {found}; only F32, F16 and BF16 weights load (convert the checkpoint)"
+    )]
+    WrongDtype {
+        /// Its HF name.
+        name: String,
+        /// The dtype in the file.
+        found: String,
+    },
+    /// A GGUF file could not be imported.
+    #[error(transparent)]
+    Gguf(#[from] gguf::GgufError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The device could not hand a tensor back.
+    #[error("reading a tensor back from the device failed: {0}")]
+    Read(String),
+}
+
+/// A checkpoint in Hugging Face form, as the three files hold it.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    /// `config.json`.
+    pub config: LlamaConfig,
+    /// `model.safetensors`.
+    pub weights: Vec<u8>,
+    /// `tokenizer.json`.
+    pub tokenizer_json: String,
+}
+
+impl Checkpoint {
+    /// The model, on `device`.
+    ///
+    /// # Errors
+    /// The weight file's errors ([`Llama::from_safetensors`]).
+    pub fn model(&self, device: &burn::tensor::Device) -> Result<Llama, ModelError> {
+        Llama::from_safetensors(&self.config, &self.weights, device)
+    }
+
+    /// The tokenizer, with the special tokens the config names taking
+    /// precedence over the tokenizer file's own.
+    ///
+    /// # Errors
+    /// [`TokenizerError::Load`] when `tokenizer.json` is not a tokenizer.
+    pub fn tokenizer(&self) -> Result<Tokenizer, TokenizerError> {
+        let special = SpecialTokens {
+            bos: self.config.bos_token_id,
+            eos: self.config.eos_ids().first().copied(),
+            pad: self.config.pad_token_id,
+        };
+        Ok(Tokenizer::from_json(&self.tokenizer_json)?.with_special(special))
+    }
+
+    /// Imports a Llama GGUF file (llama.cpp's format): de-quantised to f32,
+    /// q and k rows un-permuted, the tokenizer rebuilt from its metadata.
+    ///
+    /// # Errors
+    /// [`ModelError::Gguf`] naming what the file lacks or holds that cannot be
+    /// imported; [`ModelError::UnsupportedConfig`] for a model this crate
+    /// cannot run.
+    pub fn from_gguf(bytes: &[u8]) -> Result<Self, ModelError> {
+        let imported = gguf::import_llama(bytes)?;
+        let config: LlamaConfig =
+            serde_json::from_value(imported.config.clone()).map_err(ModelError::ConfigJson)?;
+        config.validate()?;
+        let weights = imported.safetensors_bytes()?;
+        Ok(Self {
+            config,
+            weights,
+            tokenizer_json: imported.tokenizer_json,
+        })
+    }
+
+    /// Reads `config.json`, `model.safetensors` and `tokenizer.json` from a folder.
+    ///
+    /// # Errors
+    /// [`ModelError::Io`] naming a file that cannot be read, and the config's errors.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_dir(dir: &std::path::Path) -> Result<Self, ModelError> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path).map_err(|source| ModelError::Io {
+                path: path.display().to_string(),
+                source,
+            })
+        };
+        let config = LlamaConfig::from_json(&String::from_utf8_lossy(&read("config.json")?))?;
+        Ok(Self {
+            config,
+            weights: read("model.safetensors")?,
+            tokenizer_json: String::from_utf8_lossy(&read("tokenizer.json")?).into_owned(),
+        })
+    }
+
+    /// Writes `config.json`, `model.safetensors` and `tokenizer.json` into a
+    /// folder (made if missing), the layout transformers reads.
+    ///
+    /// # Errors
+    /// [`ModelError::Io`] naming the file that could not be written.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn write_dir(&self, dir: &std::path::Path) -> Result<(), ModelError> {
+        let io = |path: &std::path::Path| {
+            let path = path.display().to_string();
+            move |source| ModelError::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        for (name, bytes) in [
+            ("config.json", self.config.to_json().into_bytes()),
+            ("tokenizer.json", self.tokenizer_json.clone().into_bytes()),
+        ] {
+            std::fs::write(dir.join(name), bytes).map_err(io(&dir.join(name)))?;
+        }
+        let weights = dir.join("model.safetensors");
+        std::fs::write(&weights, &self.weights).map_err(io(&weights))
+    }
+}

@@ -1,0 +1,173 @@
+//! A thin typed wrapper over Hugging Face's `tokenizers` crate: loads a
+//! `tokenizer.json`, encodes and decodes, and names the special tokens.
+//!
+//! The same code runs natively and in the browser (the crate is built with
+//! `unstable_wasm`, which swaps the C regex engine for fancy-regex);
+//! tests/tokenizer.rs and tests/web.rs check that both give the ids Python's
+//! `tokenizers` gives on the same text.
+//!
+//! ```
+//! # fn main() -> Result<(), mose_lab::tokenizer::TokenizerError> {
+//! let json = include_str!("../tests/fixtures/tokenizer/tokenizer.json");
+//! let tokenizer = mose_lab::tokenizer::Tokenizer::from_json(json)?;
+//! let ids = tokenizer.encode("The House adjourned.", false)?;
+//! assert_eq!(tokenizer.decode(&ids, false)?, "The House adjourned.");
+//! # Ok(()) }
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+/// Why a tokenizer could not be loaded or used.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizerError {
+    /// The file is not a `tokenizer.json` the `tokenizers` crate can read.
+    #[error(
+        "this is not a valid tokenizer.json ({0}); use the tokenizer.json that came with the model"
+    )]
+    Load(String),
+    /// Encoding failed.
+    #[error("could not encode the text: {0}")]
+    Encode(String),
+    /// Decoding failed (an id outside the vocabulary, for example).
+    #[error("could not decode token ids: {0}")]
+    Decode(String),
+}
+
+/// The ids of the tokens that start, end and pad a sequence, where the
+/// tokenizer (or the model's config) names them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpecialTokens {
+    /// Beginning of sequence.
+    pub bos: Option<u32>,
+    /// End of sequence: generation stops here.
+    pub eos: Option<u32>,
+    /// Padding, for batches of unequal length.
+    pub pad: Option<u32>,
+}
+
+/// Conventional names of special tokens, most specific first. A model's
+/// `config.json` ids take precedence ([`Tokenizer::with_special`]).
+const BOS_NAMES: &[&str] = &[
+    "<|begin_of_text|>",
+    "<s>",
+    "<|startoftext|>",
+    "<bos>",
+    "<|endoftext|>",
+];
+const EOS_NAMES: &[&str] = &[
+    "<|end_of_text|>",
+    "</s>",
+    "<|endoftext|>",
+    "<eos>",
+    "<|im_end|>",
+];
+const PAD_NAMES: &[&str] = &["<|pad|>", "<pad>", "[PAD]"];
+
+/// A loaded tokenizer with its special tokens.
+#[derive(Debug, Clone)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    special: SpecialTokens,
+}
+
+impl Tokenizer {
+    /// Loads a `tokenizer.json`. Special tokens are the file's added special
+    /// tokens with conventional names (and its padding setting, for pad).
+    ///
+    /// # Errors
+    /// [`TokenizerError::Load`] when the text is not a tokenizer the crate reads.
+    pub fn from_json(json: &str) -> Result<Self, TokenizerError> {
+        Self::from_bytes(json.as_bytes())
+    }
+
+    /// [`from_json`](Self::from_json) for bytes (a file the person picked).
+    ///
+    /// # Errors
+    /// [`TokenizerError::Load`] when the bytes are not a tokenizer the crate reads.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, TokenizerError> {
+        let inner = tokenizers::Tokenizer::from_bytes(bytes)
+            .map_err(|e| TokenizerError::Load(e.to_string()))?;
+        let special_named = |names: &[&str]| {
+            let added = inner.get_added_tokens_decoder();
+            names.iter().find_map(|name| {
+                added
+                    .iter()
+                    .find(|(_, token)| token.special && token.content == *name)
+                    .map(|(id, _)| *id)
+            })
+        };
+        let special = SpecialTokens {
+            bos: special_named(BOS_NAMES),
+            eos: special_named(EOS_NAMES),
+            pad: inner
+                .get_padding()
+                .map(|p| p.pad_id)
+                .or_else(|| special_named(PAD_NAMES)),
+        };
+        Ok(Self { inner, special })
+    }
+
+    /// Replaces the special tokens the model's config names (`bos_token_id`,
+    /// `eos_token_id`, `pad_token_id`); `None` keeps what the file said.
+    pub fn with_special(mut self, special: SpecialTokens) -> Self {
+        self.special = SpecialTokens {
+            bos: special.bos.or(self.special.bos),
+            eos: special.eos.or(self.special.eos),
+            pad: special.pad.or(self.special.pad),
+        };
+        self
+    }
+
+    /// The special tokens.
+    pub fn special(&self) -> SpecialTokens {
+        self.special
+    }
+
+    /// Tokens in the vocabulary, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The id of a token written exactly as in the vocabulary.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Token ids of `text`; `add_special_tokens` applies the file's
+    /// post-processor (a BOS, for example).
+    ///
+    /// # Errors
+    /// [`TokenizerError::Encode`] when the tokenizer's pipeline fails.
+    pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, TokenizerError> {
+        self.inner
+            .encode_fast(text, add_special_tokens)
+            .map(|encoding| encoding.get_ids().to_vec())
+            .map_err(|e| TokenizerError::Encode(e.to_string()))
+    }
+
+    /// The text of `ids`; `skip_special_tokens` leaves out special tokens.
+    ///
+    /// # Errors
+    /// [`TokenizerError::Decode`] for ids the vocabulary does not have.
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, TokenizerError> {
+        if let Some(bad) = ids.iter().find(|&&id| id as usize >= self.vocab_size()) {
+            return Err(TokenizerError::Decode(format!(
+                "id {bad} is outside the vocabulary of {} tokens",
+                self.vocab_size()
+            )));
+        }
+        self.inner
+            .decode(ids, skip_special_tokens)
+            .map_err(|e| TokenizerError::Decode(e.to_string()))
+    }
+
+    /// The `tokenizer.json` text of this tokenizer.
+    ///
+    /// # Errors
+    /// [`TokenizerError::Load`] if the tokenizer cannot be serialised.
+    pub fn to_json(&self) -> Result<String, TokenizerError> {
+        self.inner
+            .to_string(true)
+            .map_err(|e| TokenizerError::Load(e.to_string()))
+    }
+}

@@ -1,0 +1,234 @@
+//! One test body for the Llama parity checks, run natively (tests/model.rs)
+//! and in the browser (tests/web.rs) against the same transformers fixtures
+//! (tests/fixtures/llama-tiny/, made by scripts/make-fixtures.sh).
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use mose_lab::model::{HfParam, KvCache, Llama, LlamaConfig, next_token_nll};
+use safetensors::SafeTensors;
+use safetensors::tensor::Dtype;
+
+/// Logits, loss and cached decoding within this of transformers' (f32).
+pub const TOLERANCE: f32 = 1e-4;
+
+/// A tiny random Llama saved by transformers, with what transformers computed on it.
+pub struct LlamaFixture {
+    pub name: &'static str,
+    pub config: &'static str,
+    pub weights: &'static [u8],
+    pub reference: &'static [u8],
+}
+
+pub const TIED: LlamaFixture = LlamaFixture {
+    name: "tied",
+    config: include_str!("../fixtures/llama-tiny/tied/config.json"),
+    weights: include_bytes!("../fixtures/llama-tiny/tied/model.safetensors"),
+    reference: include_bytes!("../fixtures/llama-tiny/tied/reference.safetensors"),
+};
+
+pub const UNTIED: LlamaFixture = LlamaFixture {
+    name: "untied",
+    config: include_str!("../fixtures/llama-tiny/untied/config.json"),
+    weights: include_bytes!("../fixtures/llama-tiny/untied/model.safetensors"),
+    reference: include_bytes!("../fixtures/llama-tiny/untied/reference.safetensors"),
+};
+
+/// A safetensors file of reference values.
+pub struct Reference(SafeTensors<'static>);
+
+impl Reference {
+    pub fn parse(bytes: &'static [u8]) -> Self {
+        Self(SafeTensors::deserialize(bytes).expect("the fixture is safetensors"))
+    }
+
+    pub fn f32(&self, name: &str) -> (Vec<usize>, Vec<f32>) {
+        let view = self
+            .0
+            .tensor(name)
+            .unwrap_or_else(|_| panic!("fixture has {name}"));
+        assert_eq!(view.dtype(), Dtype::F32, "{name} is f32");
+        let values = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        (view.shape().to_vec(), values)
+    }
+
+    pub fn ids(&self, name: &str) -> (Vec<usize>, Vec<i64>) {
+        let view = self
+            .0
+            .tensor(name)
+            .unwrap_or_else(|_| panic!("fixture has {name}"));
+        let bytes = view.data();
+        let values = match view.dtype() {
+            Dtype::I64 => bytes
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+                .collect(),
+            Dtype::I32 => bytes
+                .chunks_exact(4)
+                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)
+                .collect(),
+            Dtype::U32 => bytes
+                .chunks_exact(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)
+                .collect(),
+            Dtype::U16 => bytes
+                .chunks_exact(2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]) as i64)
+                .collect(),
+            other => panic!("{name}: ids as {other:?}"),
+        };
+        (view.shape().to_vec(), values)
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.0.tensor(name).is_ok()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.0.names().into_iter().map(str::to_string).collect()
+    }
+}
+
+pub async fn read<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+    tensor
+        .into_data_async()
+        .await
+        .expect("the device hands the tensor back")
+        .try_into_vec::<f32>()
+        .expect("f32 values")
+}
+
+pub fn tokens(ids: &[i64], shape: [usize; 2], device: &Device) -> Tensor<2, Int> {
+    Tensor::from_data(TensorData::new(ids.to_vec(), shape), device)
+}
+
+/// Largest absolute difference; panics with a useful message above `tolerance`.
+pub fn assert_close(what: &str, found: &[f32], expected: &[f32], tolerance: f32) -> f32 {
+    assert_eq!(found.len(), expected.len(), "{what}: lengths differ");
+    let (mut worst, mut at) = (0.0f32, 0);
+    for (i, (a, b)) in found.iter().zip(expected).enumerate() {
+        let diff = (a - b).abs();
+        if !(diff <= worst) {
+            (worst, at) = (diff, i);
+        }
+    }
+    assert!(
+        worst <= tolerance,
+        "{what}: max abs diff {worst} at index {at} (found {}, expected {}), tolerance {tolerance}",
+        found[at],
+        expected[at]
+    );
+    worst
+}
+
+pub fn load(fixture: &LlamaFixture, device: &Device) -> Llama {
+    let config = LlamaConfig::from_json(fixture.config).expect("the fixture config loads");
+    Llama::from_safetensors(&config, fixture.weights, device).expect("the fixture weights load")
+}
+
+/// Full-sequence logits and KV-cache decoding against transformers. Returns
+/// the full logits, so two devices can be compared with each other.
+pub async fn check_logits(fixture: &LlamaFixture, device: &Device) -> Vec<f32> {
+    let model = load(fixture, device);
+    let reference = Reference::parse(fixture.reference);
+    let (shape, ids) = reference.ids("input_ids");
+    let [b, t] = [shape[0], shape[1]];
+    let (_, expected) = reference.f32("logits");
+    let logits = read(model.forward(tokens(&ids, [b, t], device))).await;
+    let name = fixture.name;
+    assert_close(&format!("{name}: logits"), &logits, &expected, TOLERANCE);
+
+    // Prefill the first 8 tokens of sequence 0, then decode the rest one at a time.
+    let (_, prefill_expected) = reference.f32("prefill.logits");
+    let (_, decode_expected) = reference.f32("decode.logits");
+    let vocab = model.config().vocab_size;
+    let prefill_len = prefill_expected.len() / vocab;
+    let mut cache = KvCache::new();
+    let prefill = model.forward_cached(
+        tokens(&ids[..prefill_len], [1, prefill_len], device),
+        &mut cache,
+    );
+    assert_close(
+        &format!("{name}: prefill logits"),
+        &read(prefill).await,
+        &prefill_expected,
+        TOLERANCE,
+    );
+    let mut decoded = Vec::new();
+    for &id in &ids[prefill_len..t] {
+        decoded.extend(read(model.forward_cached(tokens(&[id], [1, 1], device), &mut cache)).await);
+    }
+    assert_eq!(cache.len(), t);
+    assert_close(
+        &format!("{name}: cached decode logits"),
+        &decoded,
+        &decode_expected,
+        TOLERANCE,
+    );
+    logits
+}
+
+/// The next-token loss and its gradients against transformers'.
+pub async fn check_loss_and_gradients(fixture: &LlamaFixture, device: &Device) {
+    let device = device.clone().autodiff();
+    let mut model = load(fixture, &device);
+    let reference = Reference::parse(fixture.reference);
+    let (shape, ids) = reference.ids("input_ids");
+    let input = tokens(&ids, [shape[0], shape[1]], &device);
+    let loss = next_token_nll(model.forward(input.clone()), input).mean();
+    let name = fixture.name;
+    let (_, expected_loss) = reference.f32("loss");
+    assert_close(
+        &format!("{name}: loss"),
+        &read(loss.clone()).await,
+        &expected_loss,
+        TOLERANCE,
+    );
+
+    let grads = loss.backward();
+    let mut checked = 0;
+    for (param_name, param) in model.hf_params_mut() {
+        let key = format!("grad.{param_name}");
+        if !reference.has(&key) {
+            continue;
+        }
+        let (hf_shape, expected) = reference.f32(&key);
+        let found = match param {
+            HfParam::Linear(p) => {
+                let grad = p.val().grad(&grads).expect("the weight has a gradient");
+                read(grad.transpose()).await // burn [in, out] -> HF [out, in]
+            }
+            HfParam::Matrix(p) => {
+                read(p.val().grad(&grads).expect("the weight has a gradient")).await
+            }
+            HfParam::Vector(p) => {
+                read(p.val().grad(&grads).expect("the weight has a gradient")).await
+            }
+        };
+        assert_eq!(
+            found.len(),
+            hf_shape.iter().product::<usize>(),
+            "{key}: size"
+        );
+        // Gradients are sums over the batch: compare relative to their scale.
+        let scale = expected.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1.0);
+        assert_close(
+            &format!("{name}: {key}"),
+            &found,
+            &expected,
+            TOLERANCE * scale,
+        );
+        checked += 1;
+    }
+    let expected_count = reference
+        .names()
+        .iter()
+        .filter(|n| n.starts_with("grad."))
+        .count();
+    assert!(
+        checked >= 5 && checked == expected_count,
+        "{name}: checked {checked} of {expected_count} gradients"
+    );
+}
