@@ -2,6 +2,19 @@
 //! ([`Llama`]), its config as Hugging Face writes it ([`LlamaConfig`]), weight
 //! loading and saving with HF tensor names, GGUF import ([`gguf`]) and text
 //! generation ([`generate`]).
+//!
+//! ```no_run
+//! use mose_lab::{backend, model::Checkpoint, model::generate::{generate, GenerationConfig}};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let checkpoint = Checkpoint::from_gguf(&std::fs::read("SmolLM2-135M-Instruct.Q4_1.gguf")?)?;
+//! checkpoint.write_dir("smollm2-hf".as_ref())?; // config.json, model.safetensors, tokenizer.json
+//! let device = backend::cpu().device;
+//! let (model, tokenizer) = (checkpoint.model(&device)?, checkpoint.tokenizer()?);
+//! let settings = GenerationConfig { max_new_tokens: 8, ..Default::default() }; // greedy
+//! let out = pollster::block_on(generate(&model, &tokenizer, "The capital of France is", &settings, &device,
+//!     |piece| print!("{piece}")))?; // " Paris.\n\nThe answer is"
+//! # Ok(()) }
+//! ```
 
 pub mod generate;
 pub mod gguf;
