@@ -7,7 +7,8 @@
 //!
 //! Checked against `transformers`' `LlamaForCausalLM` (5.23, eager attention)
 //! on tiny random models: logits, loss, gradients and KV-cache decoding agree
-//! within 1e-4 (tests/model_parity.rs, fixtures from scripts/reference/).
+//! within 1e-4 (tests/model.rs natively, tests/web.rs in the browser; fixtures
+//! from scripts/make-fixtures.sh).
 //! The layout follows candle's `llama.rs`: the config, the modules, their
 //! forward passes.
 
@@ -17,311 +18,10 @@ use burn::tensor::activation::{log_softmax, silu};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use serde::{Deserialize, Serialize};
 
-use super::ModelError;
-
-/// The model's shape, read and written as Hugging Face's `config.json`
-/// (`LlamaConfig`). Fields this crate does not use are kept as they were, so
-/// a config survives a round trip unchanged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LlamaConfig {
-    /// Tokens in the vocabulary (rows of the embedding).
-    pub vocab_size: usize,
-    /// Width of the residual stream, `d`.
-    pub hidden_size: usize,
-    /// Width of the MLP's hidden layer.
-    pub intermediate_size: usize,
-    /// Decoder layers, `L`.
-    pub num_hidden_layers: usize,
-    /// Query heads.
-    pub num_attention_heads: usize,
-    /// Key/value heads (grouped-query attention); `None` means one per query head.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub num_key_value_heads: Option<usize>,
-    /// Width of one head; `None` means `hidden_size / num_attention_heads`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub head_dim: Option<usize>,
-    /// Longest sequence the model was trained for.
-    #[serde(default = "default_max_positions")]
-    pub max_position_embeddings: usize,
-    /// RMSNorm epsilon.
-    #[serde(default = "default_rms_norm_eps")]
-    pub rms_norm_eps: f64,
-    /// Rotary base, as transformers 4 writes it (transformers 5 writes
-    /// [`rope_parameters`](Self::rope_parameters) instead).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rope_theta: Option<f64>,
-    /// Rotary settings as transformers 5 writes them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rope_parameters: Option<RopeParameters>,
-    /// Rotary scaling (transformers 4); only `null` is supported.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rope_scaling: Option<serde_json::Value>,
-    /// Whether the LM head shares the embedding matrix.
-    #[serde(default)]
-    pub tie_word_embeddings: bool,
-    /// The MLP's activation; only `silu` (SwiGLU) is supported.
-    #[serde(default = "default_hidden_act")]
-    pub hidden_act: String,
-    /// Biases on q, k, v, o; only `false` is supported.
-    #[serde(default)]
-    pub attention_bias: bool,
-    /// Biases in the MLP; only `false` is supported.
-    #[serde(default)]
-    pub mlp_bias: bool,
-    /// Beginning-of-sequence token, when the checkpoint names one.
-    #[serde(default)]
-    pub bos_token_id: Option<u32>,
-    /// End-of-sequence token(s): HF allows one id or a list.
-    #[serde(default)]
-    pub eos_token_id: Option<TokenIds>,
-    /// Padding token, when the checkpoint names one.
-    #[serde(default)]
-    pub pad_token_id: Option<u32>,
-    /// Standard deviation of the random initialisation (training from scratch).
-    #[serde(default = "default_initializer_range")]
-    pub initializer_range: f64,
-    /// Every other field of the file (`model_type`, `architectures`, `dtype`, ...).
-    #[serde(flatten)]
-    pub other: serde_json::Map<String, serde_json::Value>,
-}
-
-/// transformers 5's `rope_parameters` object.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RopeParameters {
-    /// `default` is the only rotary type supported.
-    #[serde(default = "default_rope_type")]
-    pub rope_type: String,
-    /// The rotary base.
-    pub rope_theta: f64,
-    /// Every other field, kept for the round trip.
-    #[serde(flatten)]
-    pub other: serde_json::Map<String, serde_json::Value>,
-}
-
-/// One token id or several, as HF writes `eos_token_id`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum TokenIds {
-    /// A single id.
-    One(u32),
-    /// Several ids, any of which ends a sequence.
-    Many(Vec<u32>),
-}
-
-impl TokenIds {
-    /// The ids as a list.
-    pub fn to_vec(&self) -> Vec<u32> {
-        match self {
-            TokenIds::One(id) => vec![*id],
-            TokenIds::Many(ids) => ids.clone(),
-        }
-    }
-}
-
-fn default_max_positions() -> usize {
-    2048
-}
-fn default_rms_norm_eps() -> f64 {
-    1e-6
-}
-fn default_hidden_act() -> String {
-    "silu".to_string()
-}
-fn default_initializer_range() -> f64 {
-    0.02
-}
-fn default_rope_type() -> String {
-    "default".to_string()
-}
-
-/// transformers' default rotary base, used when a config names none.
-const DEFAULT_ROPE_THETA: f64 = 10_000.0;
+use super::LlamaConfig;
 
 impl LlamaConfig {
-    /// A config for a model trained from scratch; every other field takes
-    /// HF's default.
-    pub fn new(
-        vocab_size: usize,
-        hidden_size: usize,
-        intermediate_size: usize,
-        num_hidden_layers: usize,
-        num_attention_heads: usize,
-        num_key_value_heads: usize,
-    ) -> Self {
-        let mut other = serde_json::Map::new();
-        other.insert("model_type".into(), "llama".into());
-        other.insert(
-            "architectures".into(),
-            serde_json::json!(["LlamaForCausalLM"]),
-        );
-        Self {
-            vocab_size,
-            hidden_size,
-            intermediate_size,
-            num_hidden_layers,
-            num_attention_heads,
-            num_key_value_heads: Some(num_key_value_heads),
-            head_dim: None,
-            max_position_embeddings: default_max_positions(),
-            rms_norm_eps: default_rms_norm_eps(),
-            rope_theta: Some(DEFAULT_ROPE_THETA),
-            rope_parameters: None,
-            rope_scaling: None,
-            tie_word_embeddings: true,
-            hidden_act: default_hidden_act(),
-            attention_bias: false,
-            mlp_bias: false,
-            bos_token_id: None,
-            eos_token_id: None,
-            pad_token_id: None,
-            initializer_range: default_initializer_range(),
-            other,
-        }
-    }
-
-    /// Reads `config.json` and checks that this crate can run it.
-    ///
-    /// # Errors
-    /// [`ModelError::ConfigJson`] for text that is not a Llama config,
-    /// [`ModelError::UnsupportedConfig`] for one this model cannot compute.
-    pub fn from_json(json: &str) -> Result<Self, ModelError> {
-        let config: Self = serde_json::from_str(json).map_err(ModelError::ConfigJson)?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// Writes `config.json` (pretty, as transformers does).
-    pub fn to_json(&self) -> String {
-        // A struct of plain fields and JSON values always serialises.
-        serde_json::to_string_pretty(self).unwrap_or_default()
-    }
-
-    /// Key/value heads.
-    pub fn kv_heads(&self) -> usize {
-        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
-    }
-
-    /// Width of one attention head.
-    pub fn head_width(&self) -> usize {
-        self.head_dim
-            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
-    }
-
-    /// The rotary base, from whichever field the file used.
-    pub fn rope_base(&self) -> f64 {
-        self.rope_parameters
-            .as_ref()
-            .map(|p| p.rope_theta)
-            .or(self.rope_theta)
-            .unwrap_or(DEFAULT_ROPE_THETA)
-    }
-
-    /// End-of-sequence ids named by the config.
-    pub fn eos_ids(&self) -> Vec<u32> {
-        self.eos_token_id
-            .as_ref()
-            .map(TokenIds::to_vec)
-            .unwrap_or_default()
-    }
-
-    /// Checks every field this model depends on.
-    ///
-    /// # Errors
-    /// [`ModelError::UnsupportedConfig`] naming the first field that does not fit.
-    pub fn validate(&self) -> Result<(), ModelError> {
-        let unsupported = |field: &str, value: String, reason: &str| {
-            Err(ModelError::UnsupportedConfig {
-                field: field.to_string(),
-                value,
-                reason: reason.to_string(),
-            })
-        };
-        for (field, value) in [
-            ("vocab_size", self.vocab_size),
-            ("hidden_size", self.hidden_size),
-            ("intermediate_size", self.intermediate_size),
-            ("num_hidden_layers", self.num_hidden_layers),
-            ("num_attention_heads", self.num_attention_heads),
-            ("num_key_value_heads", self.kv_heads()),
-            ("head_dim", self.head_width()),
-            ("max_position_embeddings", self.max_position_embeddings),
-        ] {
-            if value == 0 {
-                return unsupported(field, "0".into(), "it must be at least 1");
-            }
-        }
-        if self.num_attention_heads % self.kv_heads() != 0 {
-            return unsupported(
-                "num_key_value_heads",
-                self.kv_heads().to_string(),
-                "it must divide num_attention_heads",
-            );
-        }
-        if self.head_dim.is_none() && self.hidden_size % self.num_attention_heads != 0 {
-            return unsupported(
-                "num_attention_heads",
-                self.num_attention_heads.to_string(),
-                "it must divide hidden_size when head_dim is not given",
-            );
-        }
-        if self.head_width() % 2 != 0 {
-            return unsupported(
-                "head_dim",
-                self.head_width().to_string(),
-                "rotary embeddings need an even head width",
-            );
-        }
-        if self.hidden_act != "silu" {
-            return unsupported(
-                "hidden_act",
-                self.hidden_act.clone(),
-                "only silu is supported",
-            );
-        }
-        if self.attention_bias || self.mlp_bias {
-            return unsupported(
-                "attention_bias/mlp_bias",
-                "true".into(),
-                "biases are not supported",
-            );
-        }
-        if !(self.rms_norm_eps > 0.0) {
-            return unsupported(
-                "rms_norm_eps",
-                self.rms_norm_eps.to_string(),
-                "it must be positive",
-            );
-        }
-        if !(self.rope_base() > 0.0) {
-            return unsupported(
-                "rope_theta",
-                self.rope_base().to_string(),
-                "it must be positive",
-            );
-        }
-        if let Some(scaling) = self.rope_scaling.as_ref().filter(|s| !s.is_null()) {
-            return unsupported(
-                "rope_scaling",
-                scaling.to_string(),
-                "only plain rotary embeddings are supported",
-            );
-        }
-        if let Some(p) = self
-            .rope_parameters
-            .as_ref()
-            .filter(|p| p.rope_type != "default")
-        {
-            return unsupported(
-                "rope_parameters.rope_type",
-                p.rope_type.clone(),
-                "only the default rotary type is supported",
-            );
-        }
-        Ok(())
-    }
-
     /// A model with random weights (normal, std `initializer_range`; norms at 1),
     /// as transformers initialises one.
     pub fn init(&self, device: &Device) -> Llama {
@@ -549,6 +249,8 @@ struct Mlp {
 }
 
 impl Mlp {
+    /// # Shapes
+    /// - x: `[batch, seq, hidden]` -> `[batch, seq, hidden]`
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let gate = silu(self.gate_proj.forward(x.clone()));
         self.down_proj.forward(gate * self.up_proj.forward(x))
@@ -565,6 +267,8 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
+    /// # Shapes
+    /// - x: `[batch, seq, hidden]` -> `[batch, seq, hidden]`
     fn forward(
         &self,
         x: Tensor<3>,
@@ -661,47 +365,26 @@ impl Llama {
             HfParam::Matrix(&mut self.embed_tokens.weight),
         )];
         for (i, layer) in self.layers.iter_mut().enumerate() {
-            let p = format!("model.layers.{i}");
-            let attn = &mut layer.self_attn;
-            let mlp = &mut layer.mlp;
-            out.extend([
+            let (attn, mlp) = (&mut layer.self_attn, &mut layer.mlp);
+            let linears = [
+                ("self_attn.q_proj", &mut attn.q_proj),
+                ("self_attn.k_proj", &mut attn.k_proj),
+                ("self_attn.v_proj", &mut attn.v_proj),
+                ("self_attn.o_proj", &mut attn.o_proj),
+                ("mlp.gate_proj", &mut mlp.gate_proj),
+                ("mlp.up_proj", &mut mlp.up_proj),
+                ("mlp.down_proj", &mut mlp.down_proj),
+            ];
+            let norms = [
+                ("input_layernorm", &mut layer.input_layernorm),
                 (
-                    format!("{p}.self_attn.q_proj.weight"),
-                    HfParam::Linear(&mut attn.q_proj.weight),
+                    "post_attention_layernorm",
+                    &mut layer.post_attention_layernorm,
                 ),
-                (
-                    format!("{p}.self_attn.k_proj.weight"),
-                    HfParam::Linear(&mut attn.k_proj.weight),
-                ),
-                (
-                    format!("{p}.self_attn.v_proj.weight"),
-                    HfParam::Linear(&mut attn.v_proj.weight),
-                ),
-                (
-                    format!("{p}.self_attn.o_proj.weight"),
-                    HfParam::Linear(&mut attn.o_proj.weight),
-                ),
-                (
-                    format!("{p}.mlp.gate_proj.weight"),
-                    HfParam::Linear(&mut mlp.gate_proj.weight),
-                ),
-                (
-                    format!("{p}.mlp.up_proj.weight"),
-                    HfParam::Linear(&mut mlp.up_proj.weight),
-                ),
-                (
-                    format!("{p}.mlp.down_proj.weight"),
-                    HfParam::Linear(&mut mlp.down_proj.weight),
-                ),
-                (
-                    format!("{p}.input_layernorm.weight"),
-                    HfParam::Vector(&mut layer.input_layernorm.gamma),
-                ),
-                (
-                    format!("{p}.post_attention_layernorm.weight"),
-                    HfParam::Vector(&mut layer.post_attention_layernorm.gamma),
-                ),
-            ]);
+            ];
+            let name = |site: &str| format!("model.layers.{i}.{site}.weight");
+            out.extend(linears.map(|(site, l)| (name(site), HfParam::Linear(&mut l.weight))));
+            out.extend(norms.map(|(site, n)| (name(site), HfParam::Vector(&mut n.gamma))));
         }
         out.push((
             "model.norm.weight".to_string(),

@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+mod config;
 pub mod generate;
 pub mod gguf;
 mod llama;
@@ -23,7 +24,8 @@ mod weights;
 
 use crate::tokenizer::{SpecialTokens, Tokenizer, TokenizerError};
 
-pub use llama::{HfParam, KvCache, Llama, LlamaConfig, RopeParameters, TokenIds, next_token_nll};
+pub use config::{LlamaConfig, RopeParameters, TokenIds};
+pub use llama::{HfParam, KvCache, Llama, next_token_nll};
 
 /// Why a model could not be built, loaded or saved.
 #[derive(Debug, thiserror::Error)]

@@ -16,7 +16,7 @@ use safetensors::SafeTensors;
 use safetensors::tensor::{Dtype, TensorView};
 
 use super::ModelError;
-use super::llama::{HfParam, Llama, LlamaConfig};
+use super::{HfParam, Llama, LlamaConfig};
 
 impl Llama {
     /// Builds the model of `config` with the weights in a safetensors file.
