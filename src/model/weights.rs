@@ -77,7 +77,7 @@ impl Llama {
         &mut self,
         metadata: Option<HashMap<String, String>>,
     ) -> Result<Vec<u8>, ModelError> {
-        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
         for (name, param) in self.hf_params_mut() {
             let (shape, values) = match param {
                 HfParam::Linear(p) => {
@@ -90,15 +90,11 @@ impl Llama {
                 HfParam::Matrix(p) => (p.val().dims().to_vec(), read(p.val()).await?),
                 HfParam::Vector(p) => (p.val().dims().to_vec(), read(p.val()).await?),
             };
-            tensors.push((name, shape, le_bytes(&values)));
+            tensors.push((name, shape, values));
         }
         let views = tensors
             .iter()
-            .map(|(name, shape, bytes)| {
-                let view = TensorView::new(Dtype::F32, shape.clone(), bytes)?;
-                Ok((name.as_str(), view))
-            })
-            .collect::<Result<Vec<_>, ModelError>>()?;
+            .map(|(name, shape, values)| (name.as_str(), F32View { shape, values }));
         Ok(safetensors::serialize(views, metadata)?)
     }
 }
@@ -160,6 +156,25 @@ fn to_f32(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>, ModelError> {
     Ok(values)
 }
 
-fn le_bytes(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+/// f32 values seen as a safetensors tensor; shared with the GGUF importer.
+pub(super) struct F32View<'t> {
+    /// The shape, row-major.
+    pub(super) shape: &'t [usize],
+    /// The values.
+    pub(super) values: &'t [f32],
+}
+
+impl safetensors::View for F32View<'_> {
+    fn dtype(&self) -> Dtype {
+        Dtype::F32
+    }
+    fn shape(&self) -> &[usize] {
+        self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Owned(self.values.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+    fn data_len(&self) -> usize {
+        self.values.len().saturating_mul(4)
+    }
 }

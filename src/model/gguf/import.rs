@@ -265,27 +265,6 @@ pub struct ImportedLlama {
     pub chat_template: Option<String>,
 }
 
-struct F32View<'t>(&'t ImportedTensor);
-
-impl safetensors::View for F32View<'_> {
-    fn dtype(&self) -> safetensors::Dtype {
-        safetensors::Dtype::F32
-    }
-    fn shape(&self) -> &[usize] {
-        &self.0.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        let mut bytes = Vec::with_capacity(self.data_len());
-        for v in &self.0.data {
-            bytes.extend_from_slice(&v.to_le_bytes());
-        }
-        Cow::Owned(bytes)
-    }
-    fn data_len(&self) -> usize {
-        self.0.data.len().saturating_mul(4)
-    }
-}
-
 impl ImportedLlama {
     /// The tensor with Hugging Face name `name`, if present.
     pub fn tensor(&self, name: &str) -> Option<&ImportedTensor> {
@@ -294,7 +273,13 @@ impl ImportedLlama {
 
     /// The bytes of a `model.safetensors` file holding every tensor as f32.
     pub fn safetensors_bytes(&self) -> Result<Vec<u8>> {
-        let views = self.tensors.iter().map(|t| (t.name.as_str(), F32View(t)));
+        let views = self.tensors.iter().map(|t| {
+            let view = crate::model::weights::F32View {
+                shape: &t.shape,
+                values: &t.data,
+            };
+            (t.name.as_str(), view)
+        });
         safetensors::serialize(views, None).map_err(|e| GgufError::Safetensors {
             message: e.to_string(),
         })

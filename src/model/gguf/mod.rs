@@ -37,7 +37,6 @@
 //! Nothing here panics on bad input or prints: every failure is a [`GgufError`], and every size
 //! read from the file is checked against the bytes actually there before anything is allocated.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 mod import;
