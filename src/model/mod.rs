@@ -12,7 +12,7 @@
 //! let (model, tokenizer) = (checkpoint.model(&device)?, checkpoint.tokenizer()?);
 //! let settings = GenerationConfig { max_new_tokens: 8, ..Default::default() }; // greedy
 //! let out = pollster::block_on(generate(&model, &tokenizer, "The capital of France is", &settings, &device,
-//!     |piece| print!("{piece}")))?; // " Paris.\n\nThe answer is"
+//!     |piece| print!("{piece}")))?; // " Paris.\n\nThe answer is:"
 //! # Ok(()) }
 //! ```
 
