@@ -11,5 +11,10 @@
 
 pub mod backend;
 pub mod check;
+pub mod data;
+pub mod eval;
 pub mod model;
+pub mod mose;
+pub mod sequence;
 pub mod tokenizer;
+pub mod train;

@@ -18,6 +18,7 @@ use burn::tensor::activation::{log_softmax, silu};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
 
 use super::LlamaConfig;
 
@@ -70,6 +71,79 @@ impl LlamaConfig {
             lm_head: (!self.tie_word_embeddings).then(|| linear(d, self.vocab_size)),
             config: self.clone(),
         }
+    }
+}
+
+/// A projection inside a decoder layer where an adapter may add its path
+/// (MOSE.md, "Sub-experts": the sites).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Site {
+    /// `self_attn.q_proj`
+    Q,
+    /// `self_attn.k_proj`
+    K,
+    /// `self_attn.v_proj`
+    V,
+    /// `self_attn.o_proj`
+    O,
+    /// `mlp.gate_proj`
+    Gate,
+    /// `mlp.up_proj`
+    Up,
+    /// `mlp.down_proj`
+    Down,
+}
+
+impl Site {
+    /// The projection's name inside a layer, as in Hugging Face checkpoints.
+    pub fn hf_name(self) -> &'static str {
+        match self {
+            Site::Q => "self_attn.q_proj",
+            Site::K => "self_attn.k_proj",
+            Site::V => "self_attn.v_proj",
+            Site::O => "self_attn.o_proj",
+            Site::Gate => "mlp.gate_proj",
+            Site::Up => "mlp.up_proj",
+            Site::Down => "mlp.down_proj",
+        }
+    }
+
+    /// `(d_in, d_out)` of this projection in a model of `config`.
+    pub fn dims(self, config: &LlamaConfig) -> (usize, usize) {
+        let d = config.hidden_size;
+        let q = config.num_attention_heads * config.head_width();
+        let kv = config.kv_heads() * config.head_width();
+        let ffn = config.intermediate_size;
+        match self {
+            Site::Q => (d, q),
+            Site::K | Site::V => (d, kv),
+            Site::O => (q, d),
+            Site::Gate | Site::Up => (d, ffn),
+            Site::Down => (ffn, d),
+        }
+    }
+}
+
+/// A parallel path beside the frozen projections: the model calls it at every
+/// site with the projection's input and frozen output, and uses what it returns.
+/// Runtime state (routing weights) lives in the adapter value passed to
+/// forward, as the KV cache does; the base weights are never changed.
+pub trait Adapter {
+    /// The output of `site` in layer `layer`, where `wx` is the frozen `W x`.
+    ///
+    /// # Shapes
+    /// - x: `[batch, seq, d_in]`, wx: `[batch, seq, d_out]` -> `[batch, seq, d_out]`
+    fn project(&self, layer: usize, site: Site, x: Tensor<3>, wx: Tensor<3>) -> Tensor<3>;
+}
+
+/// No adapter: every projection is the frozen base's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Frozen;
+
+impl Adapter for Frozen {
+    fn project(&self, _layer: usize, _site: Site, _x: Tensor<3>, wx: Tensor<3>) -> Tensor<3> {
+        wx
     }
 }
 
@@ -180,6 +254,17 @@ struct Attention {
     head_dim: usize,
 }
 
+/// `linear(x)` as the adapter changes it at `site` of `layer`.
+fn project(
+    adapter: &dyn Adapter,
+    layer: usize,
+    site: Site,
+    linear: &Linear,
+    x: Tensor<3>,
+) -> Tensor<3> {
+    adapter.project(layer, site, x.clone(), linear.forward(x))
+}
+
 impl Attention {
     /// # Shapes
     /// - x: `[batch, seq, hidden]` -> `[batch, seq, hidden]`
@@ -187,30 +272,26 @@ impl Attention {
         &self,
         x: Tensor<3>,
         rope: &RopeTables,
-        cache: Option<(&mut KvCache, usize)>,
+        cache: Option<&mut KvCache>,
+        (layer, adapter): (usize, &dyn Adapter),
     ) -> Tensor<3> {
         let [b, t, _] = x.dims();
         let (h, kvh, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
-        let q = self
-            .q_proj
-            .forward(x.clone())
+        let proj = |site, linear, x| project(adapter, layer, site, linear, x);
+        let q = proj(Site::Q, &self.q_proj, x.clone())
             .reshape([b, t, h, hd])
             .swap_dims(1, 2); // [b, h, t, hd]
-        let k = self
-            .k_proj
-            .forward(x.clone())
+        let k = proj(Site::K, &self.k_proj, x.clone())
             .reshape([b, t, kvh, hd])
             .swap_dims(1, 2); // [b, kvh, t, hd]
-        let v = self
-            .v_proj
-            .forward(x)
+        let v = proj(Site::V, &self.v_proj, x)
             .reshape([b, t, kvh, hd])
             .swap_dims(1, 2); // [b, kvh, t, hd]
 
         let q = rope.apply(q);
         let k = rope.apply(k);
         let (k, v) = match cache {
-            Some((cache, layer)) => cache.extend(layer, k, v), // [b, kvh, start + t, hd]
+            Some(cache) => cache.extend(layer, k, v), // [b, kvh, start + t, hd]
             None => (k, v),
         };
 
@@ -224,7 +305,7 @@ impl Attention {
         };
         let y = attention(q, k, v, None, None, options); // [b, h, t, hd]
         let y = y.swap_dims(1, 2).reshape([b, t, h * hd]);
-        self.o_proj.forward(y)
+        proj(Site::O, &self.o_proj, y)
     }
 }
 
@@ -251,9 +332,14 @@ struct Mlp {
 impl Mlp {
     /// # Shapes
     /// - x: `[batch, seq, hidden]` -> `[batch, seq, hidden]`
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+    fn forward(&self, x: Tensor<3>, (layer, adapter): (usize, &dyn Adapter)) -> Tensor<3> {
+        let proj = |site, linear, x| project(adapter, layer, site, linear, x);
+        let gate = silu(proj(Site::Gate, &self.gate_proj, x.clone()));
+        proj(
+            Site::Down,
+            &self.down_proj,
+            gate * proj(Site::Up, &self.up_proj, x),
+        )
     }
 }
 
@@ -273,13 +359,15 @@ impl DecoderLayer {
         &self,
         x: Tensor<3>,
         rope: &RopeTables,
-        cache: Option<(&mut KvCache, usize)>,
+        cache: Option<&mut KvCache>,
+        adapter: (usize, &dyn Adapter),
     ) -> Tensor<3> {
-        let h = x.clone()
+        let normed = self.input_layernorm.forward(x.clone());
+        let h = x + self.self_attn.forward(normed, rope, cache, adapter);
+        h.clone()
             + self
-                .self_attn
-                .forward(self.input_layernorm.forward(x), rope, cache);
-        h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
+                .mlp
+                .forward(self.post_attention_layernorm.forward(h), adapter)
     }
 }
 
@@ -306,7 +394,16 @@ impl Llama {
     /// # Shapes
     /// - tokens: `[batch, seq]` -> logits `[batch, seq, vocab]`
     pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
-        self.logits(self.hidden(tokens, 0, None))
+        self.forward_adapted(tokens, &Frozen)
+    }
+
+    /// [`forward`](Self::forward) with `adapter` beside the frozen projections.
+    ///
+    /// # Shapes
+    /// - tokens: `[batch, seq]` -> logits `[batch, seq, vocab]`
+    pub fn forward_adapted(&self, tokens: Tensor<2, Int>, adapter: &dyn Adapter) -> Tensor<3> {
+        let x = self.layers_forward(tokens, 0, None, self.layers.len(), adapter);
+        self.logits(self.norm.forward(x))
     }
 
     /// Next-token logits for `tokens`, which continue the sequence in `cache`;
@@ -315,27 +412,59 @@ impl Llama {
     /// # Shapes
     /// - tokens: `[batch, new]` -> logits `[batch, new, vocab]`
     pub fn forward_cached(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<3> {
-        let start = cache.len;
-        let [_, t] = tokens.dims();
-        let hidden = self.hidden(tokens, start, Some(cache));
-        cache.len = start + t;
-        self.logits(hidden)
+        self.forward_cached_adapted(tokens, cache, &Frozen)
     }
 
-    fn hidden(
+    /// [`forward_cached`](Self::forward_cached) with `adapter` beside the
+    /// frozen projections. The cache must have been filled with the same adapter.
+    ///
+    /// # Shapes
+    /// - tokens: `[batch, new]` -> logits `[batch, new, vocab]`
+    pub fn forward_cached_adapted(
+        &self,
+        tokens: Tensor<2, Int>,
+        cache: &mut KvCache,
+        adapter: &dyn Adapter,
+    ) -> Tensor<3> {
+        let start = cache.len;
+        let [_, t] = tokens.dims();
+        let x = self.layers_forward(tokens, start, Some(cache), self.layers.len(), adapter);
+        cache.len = start + t;
+        self.logits(self.norm.forward(x))
+    }
+
+    /// The frozen model's hidden state after decoder layer `layer` (0-based;
+    /// before the final norm), for the router's query feature (MOSE.md,
+    /// "Query feature"). Only layers `0..=layer` run.
+    ///
+    /// # Shapes
+    /// - tokens: `[batch, seq]` -> `[batch, seq, hidden]`
+    pub fn hidden_after(&self, tokens: Tensor<2, Int>, layer: usize) -> Tensor<3> {
+        assert!(
+            layer < self.layers.len(),
+            "layer {layer} out of range for a model of {} layers",
+            self.layers.len()
+        );
+        self.layers_forward(tokens, 0, None, layer + 1, &Frozen)
+    }
+
+    /// The embedding, then the first `n_layers` decoder layers.
+    fn layers_forward(
         &self,
         tokens: Tensor<2, Int>,
         start: usize,
         mut cache: Option<&mut KvCache>,
+        n_layers: usize,
+        adapter: &dyn Adapter,
     ) -> Tensor<3> {
         let [_, t] = tokens.dims();
         let (theta, head_dim) = (self.config.rope_base(), self.config.head_width());
         let rope = RopeTables::new(theta, head_dim, start, t, &tokens.device());
         let mut x = self.embed_tokens.forward(tokens); // [b, t, d]
-        for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(x, &rope, cache.as_deref_mut().map(|c| (c, i)));
+        for (i, layer) in self.layers.iter().take(n_layers).enumerate() {
+            x = layer.forward(x, &rope, cache.as_deref_mut(), (i, adapter));
         }
-        self.norm.forward(x)
+        x
     }
 
     fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
@@ -367,13 +496,13 @@ impl Llama {
         for (i, layer) in self.layers.iter_mut().enumerate() {
             let (attn, mlp) = (&mut layer.self_attn, &mut layer.mlp);
             let linears = [
-                ("self_attn.q_proj", &mut attn.q_proj),
-                ("self_attn.k_proj", &mut attn.k_proj),
-                ("self_attn.v_proj", &mut attn.v_proj),
-                ("self_attn.o_proj", &mut attn.o_proj),
-                ("mlp.gate_proj", &mut mlp.gate_proj),
-                ("mlp.up_proj", &mut mlp.up_proj),
-                ("mlp.down_proj", &mut mlp.down_proj),
+                (Site::Q, &mut attn.q_proj),
+                (Site::K, &mut attn.k_proj),
+                (Site::V, &mut attn.v_proj),
+                (Site::O, &mut attn.o_proj),
+                (Site::Gate, &mut mlp.gate_proj),
+                (Site::Up, &mut mlp.up_proj),
+                (Site::Down, &mut mlp.down_proj),
             ];
             let norms = [
                 ("input_layernorm", &mut layer.input_layernorm),
@@ -383,7 +512,9 @@ impl Llama {
                 ),
             ];
             let name = |site: &str| format!("model.layers.{i}.{site}.weight");
-            out.extend(linears.map(|(site, l)| (name(site), HfParam::Linear(&mut l.weight))));
+            out.extend(
+                linears.map(|(site, l)| (name(site.hf_name()), HfParam::Linear(&mut l.weight))),
+            );
             out.extend(norms.map(|(site, n)| (name(site), HfParam::Vector(&mut n.gamma))));
         }
         out.push((

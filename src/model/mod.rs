@@ -25,7 +25,8 @@ mod weights;
 use crate::tokenizer::{SpecialTokens, Tokenizer, TokenizerError};
 
 pub use config::{LlamaConfig, RopeParameters, TokenIds};
-pub use llama::{HfParam, KvCache, Llama, next_token_nll};
+pub use llama::{Adapter, Frozen, HfParam, KvCache, Llama, Site, next_token_nll};
+pub(crate) use weights::F32View;
 
 /// Why a model could not be built, loaded or saved.
 #[derive(Debug, thiserror::Error)]

@@ -157,11 +157,11 @@ fn to_f32(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>, ModelError> {
 }
 
 /// f32 values seen as a safetensors tensor; shared with the GGUF importer.
-pub(super) struct F32View<'t> {
+pub(crate) struct F32View<'t> {
     /// The shape, row-major.
-    pub(super) shape: &'t [usize],
+    pub(crate) shape: &'t [usize],
     /// The values.
-    pub(super) values: &'t [f32],
+    pub(crate) values: &'t [f32],
 }
 
 impl safetensors::View for F32View<'_> {

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses its own part
 
 pub mod llama;
+pub mod mose;
 pub mod tokenizer;
 
 use mose_lab::check::{CheckReport, DeviceCheckConfig};

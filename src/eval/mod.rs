@@ -1,0 +1,132 @@
+//! Scores a learner on a task's held-out examples (MOSE.md, "Metrics"): the
+//! mean per-token log-likelihood (and perplexity), exact match for tasks with
+//! answers, and the router's decision for every sample; routed (what a
+//! person gets) or with the true task id (the oracle).
+//!
+//! Exact match is what greedy decoding would give, computed in one pass:
+//! greedy decoding reproduces the answer and its end-of-text token exactly
+//! when the likeliest next token at every answer position, given the correct
+//! tokens before it, is the correct one.
+
+pub mod metrics;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Example, PaddedBatch};
+use crate::model::{Llama, next_token_nll};
+use crate::mose::{Learner, MoseError, Route, query_features, read_vec};
+use crate::train::batch_tensors;
+
+/// How a sequence's adapter is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Routing {
+    /// The task-key router decides, per sequence.
+    Routed,
+    /// The true task id decides (an upper bound).
+    Oracle,
+}
+
+/// One task's score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskScore {
+    /// Mean log-likelihood per target token, in nats (the R matrix entry).
+    pub log_likelihood: f64,
+    /// `exp(-log_likelihood)`.
+    pub perplexity: f64,
+    /// Target tokens scored.
+    pub tokens: usize,
+    /// Fraction of answers greedy decoding gets exactly right; `None` for plain text.
+    pub exact_match: Option<f64>,
+    /// The task each sample was routed to (`None` where no task applied).
+    pub routed_to: Vec<Option<usize>>,
+}
+
+/// Scores `examples` of task `task` with `learner` (the base model when `None`).
+#[allow(clippy::too_many_arguments)]
+pub async fn score_task(
+    model: &Llama,
+    learner: Option<&Learner>,
+    task: usize,
+    examples: &[Example],
+    pad_id: u32,
+    routing: Routing,
+    batch_size: usize,
+    device: &Device,
+) -> Result<TaskScore, MoseError> {
+    let mut total_nll = 0.0f64;
+    let mut tokens = 0usize;
+    let mut exact = 0usize;
+    let mut answered = 0usize;
+    let mut routed_to = Vec::with_capacity(examples.len());
+    for chunk in examples.chunks(batch_size.max(1)) {
+        let refs: Vec<&Example> = chunk.iter().collect();
+        let batch = PaddedBatch::new(&refs, pad_id);
+        let (ids, targets) = batch_tensors(&batch, device);
+        let routes = match learner {
+            Some(learner) => routes_for(model, learner, task, &batch, routing, device).await?,
+            None => vec![Route::oracle(task, 0); chunk.len()],
+        };
+        routed_to.extend(routes.iter().map(Route::top));
+        let mixture = learner.and_then(|l| l.mixture(&routes, device));
+        let logits = match &mixture {
+            Some(mixture) => model.forward_adapted(ids.clone(), mixture),
+            None => model.forward(ids.clone()),
+        };
+        let [b, t, _] = logits.dims();
+        let predicted = logits
+            .clone()
+            .argmax(2)
+            .reshape([b, t])
+            .slice([0..b, 0..t - 1]);
+        let next = ids.clone().slice([0..b, 1..t]);
+        let wrong = predicted.not_equal(next).float() * targets.clone(); // [b, t - 1]
+        let nll = next_token_nll(logits, ids) * targets;
+        let per_row = Tensor::cat(vec![nll.sum_dim(1), wrong.sum_dim(1)], 1); // [b, 2]
+        let values = read_vec(per_row).await?;
+        for (row, example) in chunk.iter().enumerate() {
+            total_nll += values[row * 2] as f64;
+            if example.answer.is_some() {
+                answered += 1;
+                exact += (values[row * 2 + 1] == 0.0) as usize;
+            }
+        }
+        tokens += batch.targets.iter().filter(|&&x| x > 0.0).count();
+        crate::backend::yield_now().await;
+    }
+    let log_likelihood = -total_nll / tokens.max(1) as f64;
+    Ok(TaskScore {
+        log_likelihood,
+        perplexity: (-log_likelihood).exp(),
+        tokens,
+        exact_match: (answered > 0).then(|| exact as f64 / answered as f64),
+        routed_to,
+    })
+}
+
+/// The router's decision for every row of `batch`, or the oracle's.
+async fn routes_for(
+    model: &Llama,
+    learner: &Learner,
+    task: usize,
+    batch: &PaddedBatch,
+    routing: Routing,
+    device: &Device,
+) -> Result<Vec<Route>, MoseError> {
+    if !learner.method().is_routed() {
+        // One shared adapter: nothing is routed.
+        return Ok(vec![Route::oracle(task, 0); batch.batch]);
+    }
+    if routing == Routing::Oracle || learner.tasks_learned() == 0 {
+        return Ok(vec![learner.oracle_route(task); batch.batch]);
+    }
+    let (ids, _) = batch_tensors(batch, device);
+    let mask = Tensor::from_data(
+        TensorData::new(batch.query_mask.clone(), [batch.batch, batch.len]),
+        device,
+    );
+    let queries = read_vec(query_features(model, ids, mask, learner.query_layer())).await?;
+    let hidden = model.config().hidden_size;
+    Ok(queries.chunks(hidden).map(|q| learner.route(q)).collect())
+}

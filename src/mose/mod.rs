@@ -1,0 +1,780 @@
+//! Mixtures of SubExperts (arXiv 2511.06237) and its baselines, exactly as
+//! ../shared/design/MOSE.md fixes them: sub-expert pools beside the frozen
+//! attention projections, one task state per task (key, gates, modulation,
+//! own sub-experts), the task-key router, and the shared-adapter baselines.
+//!
+//! A [`Learner`] holds what a method has learned so far. Training a task is
+//! `crate::train`'s job; scoring is `crate::eval`'s; this module says what the
+//! model computes for a given state.
+
+mod baselines;
+mod mixture;
+mod pool;
+mod router;
+mod state;
+mod task;
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{LlamaConfig, Site};
+pub use baselines::SharedLora;
+pub(crate) use mixture::Mixture;
+use mixture::{ExpertWeights, SiteMix};
+pub(crate) use pool::SubExpertConfig;
+use pool::{SubExpert, SubExpertPool};
+pub use router::Route;
+pub(crate) use router::{pull_loss, push_loss, query_features};
+pub use state::STATE_FORMAT_VERSION;
+
+pub use task::{Capacity, TaskParams};
+pub(crate) use task::{LearnedTask, read_vec, top_positions, unit};
+
+/// Every number of the method (MOSE.md); serialised with each run.
+#[derive(Config, Debug, PartialEq)]
+pub struct MoseConfig {
+    /// Projections that get sub-experts in each adapted layer.
+    #[config(default = "vec![Site::Q, Site::K, Site::V, Site::O]")]
+    pub sites: Vec<Site>,
+    /// Layers (0-based) that get sub-experts; `None` for every layer.
+    #[config(default = "None")]
+    pub layers: Option<Vec<usize>>,
+    /// Rank `r` of each sub-expert.
+    #[config(default = 4)]
+    pub rank: usize,
+    /// The path is scaled by `alpha / r`.
+    #[config(default = 8.0)]
+    pub alpha: f64,
+    /// `A` starts uniform in `±init_gain / sqrt(d_in)` (1 is PEFT's LoRA init).
+    #[config(default = 1.0)]
+    pub init_gain: f64,
+    /// Each task also owns a modulation `m_t` scaling the frozen output by `(1 + m_t)`.
+    #[config(default = true)]
+    pub modulate: bool,
+    /// Fresh sub-experts allocated per site for each task.
+    #[config(default = 2)]
+    pub new_experts_per_task: usize,
+    /// Sub-experts a task's gate keeps at each site once settled.
+    #[config(default = 2)]
+    pub top_k_experts: usize,
+    /// Initial gate logit of an earlier task's sub-expert (new ones start at 0).
+    #[config(default = -1.0)]
+    pub reuse_bias: f64,
+    /// Fraction of a task's steps spent exploring (dense softmax over every visible expert).
+    #[config(default = 0.7)]
+    pub explore_fraction: f64,
+    /// Weight of `L_pull`, which draws the task's key towards its queries.
+    #[config(default = 0.5)]
+    pub lambda_pull: f64,
+    /// Weight of the push hinge against other tasks' keys (0 turns it off).
+    #[config(default = 0.1)]
+    pub lambda_push: f64,
+    /// Margin of the push hinge.
+    #[config(default = 0.1)]
+    pub push_margin: f64,
+    /// Decoder layer (0-based) whose output the query feature averages; `None` for the last.
+    #[config(default = "None")]
+    pub query_layer: Option<usize>,
+    /// Tasks mixed for each sequence.
+    #[config(default = 1)]
+    pub top_k_tasks: usize,
+    /// Temperature of the softmax over the chosen tasks' scores.
+    #[config(default = 0.1)]
+    pub route_temperature: f64,
+    /// Training batches whose mean query initialises a new task's key.
+    #[config(default = 4)]
+    pub key_init_batches: usize,
+    /// Experts per site of the MoE-LoRA baseline (they share the LoRA rank between them).
+    #[config(default = 4)]
+    pub moe_experts: usize,
+    /// Experts each token mixes in the MoE-LoRA baseline.
+    #[config(default = 2)]
+    pub moe_top_k: usize,
+}
+
+/// A continual-learning method (MOSE.md, "Baselines").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Mixtures of SubExperts with the task-key router.
+    Mose,
+    /// One LoRA fine-tuned task after task: the forgetting baseline.
+    SeqLora,
+    /// One private LoRA per task, chosen by the MoSE router (no reuse).
+    LoraPerTask,
+    /// A fixed pool of LoRA experts per site with a learned token router, top-k.
+    MoeLora,
+}
+
+impl Method {
+    /// Every method, MoSE first.
+    pub const ALL: [Method; 4] = [
+        Method::Mose,
+        Method::SeqLora,
+        Method::LoraPerTask,
+        Method::MoeLora,
+    ];
+
+    /// The name used in reports and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Mose => "mose",
+            Method::SeqLora => "seq-lora",
+            Method::LoraPerTask => "lora-per-task",
+            Method::MoeLora => "moe-lora",
+        }
+    }
+
+    /// True for methods with one state per task and the task-key router.
+    pub fn is_routed(self) -> bool {
+        matches!(self, Method::Mose | Method::LoraPerTask)
+    }
+
+    /// The configuration this method runs with, derived from MoSE's so that
+    /// every method trains the same number of adapter values per task: a
+    /// LoRA has rank `new_experts_per_task * rank`, and the scale `alpha / r`
+    /// is the same for all.
+    pub fn effective_config(self, mose: &MoseConfig) -> MoseConfig {
+        let lora_rank = mose.new_experts_per_task * mose.rank;
+        let scale = mose.alpha / mose.rank as f64;
+        let with_rank = |config: MoseConfig, rank: usize| {
+            config.with_rank(rank).with_alpha(scale * rank as f64)
+        };
+        match self {
+            Method::Mose => mose.clone(),
+            Method::SeqLora => with_rank(mose.clone(), lora_rank).with_modulate(false),
+            Method::LoraPerTask => with_rank(mose.clone(), lora_rank)
+                .with_modulate(false)
+                .with_new_experts_per_task(1)
+                .with_top_k_experts(1),
+            Method::MoeLora => {
+                with_rank(mose.clone(), (lora_rank / mose.moe_experts.max(1)).max(1))
+                    .with_modulate(false)
+            }
+        }
+    }
+}
+
+/// Errors of the MoSE layer.
+#[derive(Debug, thiserror::Error)]
+pub enum MoseError {
+    /// A setting is out of range for this model.
+    #[error("MoSE setting {field} = {value} is invalid: {reason}")]
+    InvalidConfig {
+        /// The setting.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// What is allowed.
+        reason: String,
+    },
+    /// The device could not hand a tensor back.
+    #[error("reading a tensor back from the device failed: {0}")]
+    Read(String),
+    /// The bytes are not a saved MoSE Lab state.
+    #[error(
+        "this file is not a saved MoSE Lab state ({reason}); choose a state file saved by MoSE Lab"
+    )]
+    NotAState {
+        /// What was wrong.
+        reason: String,
+    },
+    /// A state saved by a newer version of MoSE Lab.
+    #[error(
+        "this state has format version {found}, but this version of MoSE Lab reads version {expected}; update MoSE Lab to open it"
+    )]
+    UnsupportedVersion {
+        /// The file's version.
+        found: u32,
+        /// The version this build reads.
+        expected: u32,
+    },
+    /// A state that belongs to another base model.
+    #[error(
+        "this state was trained on a different base model ({reason}); load it with the base model it was trained on"
+    )]
+    WrongModel {
+        /// Which dimension differs.
+        reason: String,
+    },
+    /// A tensor is missing from the state.
+    #[error("the state has no tensor {name}; the file is damaged, save it again")]
+    MissingTensor {
+        /// The tensor's name.
+        name: String,
+    },
+    /// A tensor of the wrong shape.
+    #[error(
+        "state tensor {name}: expected shape {expected:?}, found {found:?}; the file is damaged, save it again"
+    )]
+    WrongShape {
+        /// The tensor's name.
+        name: String,
+        /// The shape the state's description implies.
+        expected: Vec<usize>,
+        /// The shape in the file.
+        found: Vec<usize>,
+    },
+}
+
+/// One adapted projection: where it is and its widths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteSpec {
+    /// Decoder layer, 0-based.
+    pub layer: usize,
+    /// Which projection.
+    pub site: Site,
+    /// Input width.
+    pub d_in: usize,
+    /// Output width.
+    pub d_out: usize,
+}
+
+impl SiteSpec {
+    /// The shape of one sub-expert here.
+    pub(crate) fn expert(&self, config: &MoseConfig) -> SubExpertConfig {
+        SubExpertConfig {
+            d_in: self.d_in,
+            d_out: self.d_out,
+            rank: config.rank,
+            init_gain: config.init_gain,
+        }
+    }
+}
+
+/// What a method has learned so far over a sequence of tasks.
+#[derive(Debug, Clone)]
+pub struct Learner {
+    method: Method,
+    /// The configuration as given (MoSE's).
+    base_config: MoseConfig,
+    /// The configuration this method runs with ([`Method::effective_config`]).
+    config: MoseConfig,
+    sites: Vec<SiteSpec>,
+    hidden: usize,
+    query_layer: usize,
+    seed: u64,
+    state: LearnerState,
+}
+
+#[derive(Debug, Clone)]
+enum LearnerState {
+    /// MoSE and LoRA per task: one frozen state per learned task.
+    Tasks(Vec<LearnedTask>),
+    /// Shared baselines: one adapter, and the tasks it has seen.
+    Shared {
+        lora: SharedLora,
+        learned: Vec<String>,
+        capacity: Vec<Capacity>,
+    },
+}
+
+impl Learner {
+    /// A learner that knows no task yet, for a base model of `model`.
+    ///
+    /// # Errors
+    /// [`MoseError::InvalidConfig`] for settings this model cannot take.
+    pub fn new(
+        method: Method,
+        config: MoseConfig,
+        model: &LlamaConfig,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self, MoseError> {
+        let effective = method.effective_config(&config);
+        let sites = validate(&effective, model)?;
+        let query_layer = effective
+            .query_layer
+            .unwrap_or(model.num_hidden_layers.saturating_sub(1));
+        let state = match method {
+            Method::Mose | Method::LoraPerTask => LearnerState::Tasks(Vec::new()),
+            Method::SeqLora | Method::MoeLora => {
+                let experts = if method == Method::MoeLora {
+                    effective.moe_experts
+                } else {
+                    1
+                };
+                LearnerState::Shared {
+                    lora: SharedLora::init(&sites, &effective, experts, seed, device),
+                    learned: Vec::new(),
+                    capacity: Vec::new(),
+                }
+            }
+        };
+        Ok(Self {
+            method,
+            base_config: config,
+            config: effective,
+            sites,
+            hidden: model.hidden_size,
+            query_layer,
+            seed,
+            state,
+        })
+    }
+
+    /// The method.
+    pub fn method(&self) -> Method {
+        self.method
+    }
+
+    /// The configuration as given.
+    pub fn mose_config(&self) -> &MoseConfig {
+        &self.base_config
+    }
+
+    /// The configuration this method runs with.
+    pub fn config(&self) -> &MoseConfig {
+        &self.config
+    }
+
+    /// The adapted projections, layer by layer.
+    pub fn sites(&self) -> &[SiteSpec] {
+        &self.sites
+    }
+
+    /// The decoder layer whose output the query feature averages.
+    pub fn query_layer(&self) -> usize {
+        self.query_layer
+    }
+
+    /// The seed that drives every initialisation.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Names of the learned tasks, in the order they were learned.
+    pub fn task_names(&self) -> Vec<&str> {
+        match &self.state {
+            LearnerState::Tasks(tasks) => tasks.iter().map(|t| t.name.as_str()).collect(),
+            LearnerState::Shared { learned, .. } => learned.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// How many tasks have been learned.
+    pub fn tasks_learned(&self) -> usize {
+        self.task_names().len()
+    }
+
+    /// Capacity after each learned task.
+    pub fn capacity(&self) -> Vec<Capacity> {
+        match &self.state {
+            LearnerState::Tasks(tasks) => tasks.iter().map(|t| t.capacity).collect(),
+            LearnerState::Shared { capacity, .. } => capacity.clone(),
+        }
+    }
+
+    /// The router's decision for one query (`q(x)`, unit length). Shared
+    /// baselines have no router and return an empty route.
+    pub fn route(&self, query: &[f32]) -> Route {
+        let LearnerState::Tasks(tasks) = &self.state else {
+            return Route::from_scores(Vec::new(), 0, 1.0);
+        };
+        let scores = tasks
+            .iter()
+            .map(|t| t.unit_key.iter().zip(query).map(|(k, q)| k * q).sum())
+            .collect();
+        Route::from_scores(
+            scores,
+            self.config.top_k_tasks,
+            self.config.route_temperature,
+        )
+    }
+
+    /// The oracle's decision: the true task, if learned.
+    pub fn oracle_route(&self, task: usize) -> Route {
+        Route::oracle(task, self.tasks_learned())
+    }
+
+    /// Unit keys of the learned tasks, `[tasks, hidden]`, for the push loss.
+    pub(crate) fn unit_keys(&self, device: &Device) -> Option<Tensor<2>> {
+        let LearnerState::Tasks(tasks) = &self.state else {
+            return None;
+        };
+        if tasks.is_empty() {
+            return None;
+        }
+        let values: Vec<f32> = tasks.iter().flat_map(|t| t.unit_key.clone()).collect();
+        Some(Tensor::from_data(
+            TensorData::new(values, [tasks.len(), self.hidden]),
+            device,
+        ))
+    }
+
+    /// The adapter for sequences routed as `routes` (one per batch row), or
+    /// `None` where nothing applies and the base model is the answer.
+    pub(crate) fn mixture(&self, routes: &[Route], device: &Device) -> Option<Mixture> {
+        match &self.state {
+            LearnerState::Shared { lora, .. } => {
+                Some(lora.mixture(&self.sites, &self.config, self.config.moe_top_k))
+            }
+            LearnerState::Tasks(tasks) => self.task_mixture(tasks, routes, device),
+        }
+    }
+
+    fn task_mixture(
+        &self,
+        tasks: &[LearnedTask],
+        routes: &[Route],
+        device: &Device,
+    ) -> Option<Mixture> {
+        let batch = routes.len();
+        let experts = experts_of(tasks);
+        let mut mixes = Vec::with_capacity(self.sites.len());
+        for (s, spec) in self.sites.iter().enumerate() {
+            // w = sum_t pi_t w_t over the global sub-experts, per sequence.
+            let mut w = vec![0.0f32; batch * experts.len()];
+            for (b, route) in routes.iter().enumerate() {
+                for &(t, pi) in &route.chosen {
+                    let task = &tasks[t];
+                    for (pos, &id) in task.visible.iter().enumerate() {
+                        w[b * experts.len() + id] += pi * task.weights[s][pos];
+                    }
+                }
+            }
+            // Only the sub-experts some sequence uses enter the pool.
+            let used: Vec<usize> = (0..experts.len())
+                .filter(|&id| (0..batch).any(|b| w[b * experts.len() + id] != 0.0))
+                .collect();
+            if used.is_empty() {
+                continue;
+            }
+            let pool_experts: Vec<&SubExpert> = used.iter().map(|&id| &experts[id][s]).collect();
+            let weights: Vec<f32> = (0..batch)
+                .flat_map(|b| used.iter().map(move |&id| (b, id)))
+                .map(|(b, id)| w[b * experts.len() + id])
+                .collect();
+            let weights =
+                Tensor::from_data(TensorData::new(weights, [batch, 1, used.len()]), device);
+            let modulation = self.config.modulate.then(|| {
+                // m = sum_t pi_t m_t: [batch, tasks] x [tasks, d_out].
+                let mut pi = vec![0.0f32; batch * tasks.len()];
+                for (b, route) in routes.iter().enumerate() {
+                    for &(t, p) in &route.chosen {
+                        pi[b * tasks.len() + t] += p;
+                    }
+                }
+                let pi = Tensor::<2>::from_data(TensorData::new(pi, [batch, tasks.len()]), device);
+                let m = Tensor::stack::<2>(
+                    tasks.iter().map(|t| t.params.modulation[s].val()).collect(),
+                    0,
+                ); // [tasks, d_out]
+                pi.matmul(m).reshape([batch, 1, spec.d_out])
+            });
+            mixes.push((
+                (spec.layer, spec.site),
+                SiteMix {
+                    pool: SubExpertPool::new(&pool_experts, self.config.rank, self.config.alpha),
+                    weights: ExpertWeights::Sequence(weights),
+                    modulation,
+                },
+            ));
+        }
+        if mixes.is_empty() {
+            return None;
+        }
+        let (sites, mixes) = mixes.into_iter().unzip();
+        Some(Mixture::new(sites, mixes))
+    }
+
+    /// The adapter while task `params` is being learned: every sub-expert
+    /// visible to it (frozen earlier ones, then its own), weighted by its gate,
+    /// and its modulation.
+    pub(crate) fn training_mixture(
+        &self,
+        params: &TaskParams,
+        settled: Option<&[Vec<usize>]>,
+    ) -> Mixture {
+        let old = self.visible_to_new_task();
+        let experts = match &self.state {
+            LearnerState::Tasks(tasks) => experts_of(tasks),
+            LearnerState::Shared { .. } => Vec::new(),
+        };
+        let mixes = self
+            .sites
+            .iter()
+            .enumerate()
+            .map(|(s, spec)| {
+                let pool_experts: Vec<&SubExpert> = old
+                    .iter()
+                    .map(|&id| &experts[id][s])
+                    .chain(params.experts.iter().map(|e| &e[s]))
+                    .collect();
+                let settled = settled.map(|c| c[s].as_slice());
+                let w = params.gate_weights(s, settled);
+                let [n] = w.dims();
+                SiteMix {
+                    pool: SubExpertPool::new(&pool_experts, self.config.rank, self.config.alpha),
+                    weights: ExpertWeights::Sequence(w.reshape([1, 1, n])),
+                    modulation: params
+                        .modulation
+                        .get(s)
+                        .map(|m| m.val().reshape([1, 1, spec.d_out])),
+                }
+            })
+            .collect();
+        Mixture::new(
+            self.sites.iter().map(|s| (s.layer, s.site)).collect(),
+            mixes,
+        )
+    }
+
+    /// Global ids of the earlier sub-experts a new task may reuse.
+    pub(crate) fn visible_to_new_task(&self) -> Vec<usize> {
+        match &self.state {
+            LearnerState::Tasks(tasks) if self.method == Method::Mose => {
+                (0..experts_of(tasks).len()).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// A fresh state for the next task (Algorithm 1, steps 1 and 2).
+    pub(crate) fn new_task(&self, key: Vec<f32>, device: &Device) -> TaskParams {
+        let seed =
+            self.seed ^ (self.tasks_learned() as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
+        TaskParams::init(
+            &self.sites,
+            &self.config,
+            self.visible_to_new_task().len(),
+            key,
+            seed,
+            device,
+        )
+    }
+
+    /// Freezes a learned task into the state (Algorithm 1, step 5).
+    pub(crate) async fn add_task(
+        &mut self,
+        name: String,
+        params: TaskParams,
+        chosen: Vec<Vec<usize>>,
+    ) -> Result<Capacity, MoseError> {
+        let old = self.visible_to_new_task();
+        let LearnerState::Tasks(tasks) = &mut self.state else {
+            panic!("add_task is for methods with one state per task");
+        };
+        let before = (
+            experts_of(tasks).len(),
+            tasks.iter().map(|t| t.capacity.trainable_params).sum(),
+        );
+        let task =
+            LearnedTask::consolidate(name, params.valid(), old, chosen, before.0, before).await?;
+        let capacity = task.capacity;
+        tasks.push(task);
+        Ok(capacity)
+    }
+
+    /// The shared adapter of seq-lora and moe-lora.
+    pub(crate) fn shared(&self) -> Option<&SharedLora> {
+        match &self.state {
+            LearnerState::Shared { lora, .. } => Some(lora),
+            LearnerState::Tasks(_) => None,
+        }
+    }
+
+    /// Replaces the shared adapter after it learned task `name`.
+    pub(crate) fn set_shared(&mut self, name: String, trained: SharedLora) -> Capacity {
+        let LearnerState::Shared {
+            lora,
+            learned,
+            capacity,
+        } = &mut self.state
+        else {
+            panic!("set_shared is for the shared baselines");
+        };
+        *lora = trained.valid();
+        learned.push(name);
+        let values = lora.num_params();
+        let experts = lora.experts.len();
+        let entry = Capacity {
+            experts_total: experts,
+            experts_new: if capacity.is_empty() { experts } else { 0 },
+            experts_reused: if capacity.is_empty() { 0 } else { experts },
+            trainable_params: values,
+            total_params: values,
+        };
+        capacity.push(entry);
+        entry
+    }
+}
+
+/// Every kept sub-expert in global order: task by task, own experts in order.
+fn experts_of(tasks: &[LearnedTask]) -> Vec<&Vec<SubExpert>> {
+    tasks.iter().flat_map(|t| t.params.experts.iter()).collect()
+}
+
+/// Checks the settings against the model and lists the adapted sites.
+fn validate(config: &MoseConfig, model: &LlamaConfig) -> Result<Vec<SiteSpec>, MoseError> {
+    let invalid = |field, value: String, reason: String| MoseError::InvalidConfig {
+        field,
+        value,
+        reason,
+    };
+    let n_layers = model.num_hidden_layers;
+    let layers: Vec<usize> = config
+        .layers
+        .clone()
+        .unwrap_or_else(|| (0..n_layers).collect());
+    if let Some(&bad) = layers.iter().find(|&&l| l >= n_layers) {
+        return Err(invalid(
+            "layers",
+            bad.to_string(),
+            format!(
+                "the model has {n_layers} layers (0 to {})",
+                n_layers.saturating_sub(1)
+            ),
+        ));
+    }
+    if layers.is_empty() || config.sites.is_empty() {
+        return Err(invalid(
+            "sites",
+            format!("{:?} in layers {layers:?}", config.sites),
+            "name at least one projection in one layer".into(),
+        ));
+    }
+    if let Some(q) = config.query_layer
+        && q >= n_layers
+    {
+        return Err(invalid(
+            "query_layer",
+            q.to_string(),
+            format!("the model has {n_layers} layers"),
+        ));
+    }
+    let positive = [
+        ("rank", config.rank),
+        ("new_experts_per_task", config.new_experts_per_task),
+        ("top_k_experts", config.top_k_experts),
+        ("top_k_tasks", config.top_k_tasks),
+        ("key_init_batches", config.key_init_batches),
+        ("moe_experts", config.moe_experts),
+        ("moe_top_k", config.moe_top_k),
+    ];
+    if let Some((field, value)) = positive.iter().find(|(_, v)| *v == 0) {
+        return Err(invalid(
+            field,
+            value.to_string(),
+            "must be at least 1".into(),
+        ));
+    }
+    if !(0.0..=1.0).contains(&config.explore_fraction) {
+        return Err(invalid(
+            "explore_fraction",
+            config.explore_fraction.to_string(),
+            "must be between 0 and 1".into(),
+        ));
+    }
+    if config.route_temperature <= 0.0 || !config.alpha.is_finite() {
+        return Err(invalid(
+            "route_temperature",
+            config.route_temperature.to_string(),
+            "must be above 0".into(),
+        ));
+    }
+    let mut sites = Vec::new();
+    for &layer in &layers {
+        for &site in &config.sites {
+            let (d_in, d_out) = site.dims(model);
+            sites.push(SiteSpec {
+                layer,
+                site,
+                d_in,
+                d_out,
+            });
+        }
+    }
+    Ok(sites)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Int;
+
+    use super::*;
+
+    fn tokens(device: &Device) -> Tensor<2, Int> {
+        Tensor::from_data(
+            TensorData::new(vec![1i64, 5, 9, 3, 7, 2, 8, 4], [2, 4]),
+            device,
+        )
+    }
+
+    #[test]
+    fn a_fresh_task_state_leaves_the_base_model_unchanged() {
+        // B = 0 and m = 0: every adapted projection returns W x exactly.
+        let device = Device::flex();
+        let model = LlamaConfig::new(16, 8, 16, 2, 2, 1).init(&device);
+        let base = model.forward(tokens(&device));
+        for method in Method::ALL {
+            let learner =
+                Learner::new(method, MoseConfig::new(), model.config(), 5, &device).unwrap();
+            let mixture = match learner.shared() {
+                Some(lora) => lora.mixture(
+                    learner.sites(),
+                    learner.config(),
+                    learner.config().moe_top_k,
+                ),
+                None => learner.training_mixture(&learner.new_task(vec![1.0; 8], &device), None),
+            };
+            let adapted = model.forward_adapted(tokens(&device), &mixture);
+            assert_eq!(
+                adapted.into_data(),
+                base.clone().into_data(),
+                "{}: a fresh adapter changed the output",
+                method.name()
+            );
+        }
+    }
+
+    #[test]
+    fn every_method_trains_the_same_budget_per_task() {
+        // MoSE: 2 experts of rank 4; LoRA: rank 8; MoE-LoRA: 4 experts of rank 2.
+        let mose = MoseConfig::new();
+        let rank_budget = |m: Method| {
+            let c = m.effective_config(&mose);
+            let experts = match m {
+                Method::Mose => c.new_experts_per_task,
+                Method::MoeLora => c.moe_experts,
+                _ => 1,
+            };
+            (experts * c.rank, c.alpha / c.rank as f64)
+        };
+        for method in Method::ALL {
+            assert_eq!(rank_budget(method), (8, 2.0), "{}", method.name());
+        }
+    }
+
+    #[test]
+    fn settings_the_model_cannot_take_are_refused() {
+        let device = Device::flex();
+        let model = LlamaConfig::new(16, 8, 16, 2, 2, 1);
+        let refused = |config: MoseConfig| {
+            Learner::new(Method::Mose, config, &model, 0, &device).unwrap_err()
+        };
+        assert!(matches!(
+            refused(MoseConfig::new().with_layers(Some(vec![2]))),
+            MoseError::InvalidConfig {
+                field: "layers",
+                ..
+            }
+        ));
+        assert!(matches!(
+            refused(MoseConfig::new().with_rank(0)),
+            MoseError::InvalidConfig { field: "rank", .. }
+        ));
+        assert!(matches!(
+            refused(MoseConfig::new().with_query_layer(Some(5))),
+            MoseError::InvalidConfig {
+                field: "query_layer",
+                ..
+            }
+        ));
+        assert!(matches!(
+            refused(MoseConfig::new().with_sites(vec![])),
+            MoseError::InvalidConfig { field: "sites", .. }
+        ));
+    }
+}

@@ -1,0 +1,381 @@
+//! Saving and loading a [`Learner`] (ARCHITECTURE.md, "Data that crosses the
+//! boundary"): one safetensors file whose metadata holds a versioned JSON
+//! description (method, configuration, seed, the base model's widths, every
+//! task's routing bookkeeping) and whose tensors are the task states or the
+//! shared adapter, named by task, expert, layer and projection. Values are
+//! stored as f32, so a load gives back exactly what was saved.
+
+use std::collections::HashMap;
+
+use burn::module::Param;
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::SafeTensors;
+use serde::{Deserialize, Serialize};
+
+use super::pool::SubExpert;
+use super::task::{LearnedTask, settled_weights};
+use super::{
+    Capacity, Learner, LearnerState, Method, MoseConfig, MoseError, SiteSpec, TaskParams, read_vec,
+    unit,
+};
+use crate::model::{F32View, LlamaConfig};
+
+/// The state format this build writes and reads.
+pub const STATE_FORMAT_VERSION: u32 = 1;
+
+/// The metadata key of the JSON description.
+const STATE_KEY: &str = "mose_lab_state";
+
+/// The JSON half of a saved state.
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    format_version: u32,
+    method: Method,
+    config: MoseConfig,
+    seed: u64,
+    model: ModelShape,
+    tasks: Vec<TaskHeader>,
+    shared: Option<SharedHeader>,
+}
+
+/// The widths of the base model a state fits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ModelShape {
+    hidden_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    num_key_value_heads: usize,
+    head_dim: usize,
+    intermediate_size: usize,
+}
+
+impl ModelShape {
+    fn of(config: &LlamaConfig) -> Self {
+        Self {
+            hidden_size: config.hidden_size,
+            num_hidden_layers: config.num_hidden_layers,
+            num_attention_heads: config.num_attention_heads,
+            num_key_value_heads: config.kv_heads(),
+            head_dim: config.head_width(),
+            intermediate_size: config.intermediate_size,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct TaskHeader {
+    name: String,
+    experts: usize,
+    visible: Vec<usize>,
+    chosen: Vec<Vec<usize>>,
+    capacity: Capacity,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SharedHeader {
+    learned: Vec<String>,
+    capacity: Vec<Capacity>,
+    experts: usize,
+}
+
+/// `layers.{layer}.{projection}`, the name of a site inside a state.
+fn site_name(spec: &SiteSpec) -> String {
+    format!("layers.{}.{}", spec.layer, spec.site.hf_name())
+}
+
+impl Learner {
+    /// The whole learned state as one file.
+    pub async fn to_bytes(&self, model: &LlamaConfig) -> Result<Vec<u8>, MoseError> {
+        let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+        let mut push =
+            |name: String, shape: Vec<usize>, values: Vec<f32>| tensors.push((name, shape, values));
+        let (tasks, shared) = match &self.state {
+            LearnerState::Tasks(tasks) => {
+                let mut headers = Vec::with_capacity(tasks.len());
+                for (t, task) in tasks.iter().enumerate() {
+                    let p = &task.params;
+                    push(
+                        format!("tasks.{t}.key"),
+                        vec![self.hidden],
+                        read_vec(p.key.val()).await?,
+                    );
+                    for (s, spec) in self.sites.iter().enumerate() {
+                        let site = site_name(spec);
+                        for (j, expert) in p.experts.iter().enumerate() {
+                            let e = &expert[s];
+                            push(
+                                format!("tasks.{t}.experts.{j}.{site}.a"),
+                                e.a.val().dims().to_vec(),
+                                read_vec(e.a.val()).await?,
+                            );
+                            push(
+                                format!("tasks.{t}.experts.{j}.{site}.b"),
+                                e.b.val().dims().to_vec(),
+                                read_vec(e.b.val()).await?,
+                            );
+                        }
+                        push(
+                            format!("tasks.{t}.gates.{site}"),
+                            p.gates[s].val().dims().to_vec(),
+                            read_vec(p.gates[s].val()).await?,
+                        );
+                        if let Some(m) = p.modulation.get(s) {
+                            push(
+                                format!("tasks.{t}.modulation.{site}"),
+                                vec![spec.d_out],
+                                read_vec(m.val()).await?,
+                            );
+                        }
+                    }
+                    headers.push(TaskHeader {
+                        name: task.name.clone(),
+                        experts: p.experts.len(),
+                        visible: task.visible.clone(),
+                        chosen: task.chosen.clone(),
+                        capacity: task.capacity,
+                    });
+                }
+                (headers, None)
+            }
+            LearnerState::Shared {
+                lora,
+                learned,
+                capacity,
+            } => {
+                for (s, spec) in self.sites.iter().enumerate() {
+                    let site = site_name(spec);
+                    for (j, expert) in lora.experts.iter().enumerate() {
+                        let e = &expert[s];
+                        push(
+                            format!("shared.experts.{j}.{site}.a"),
+                            e.a.val().dims().to_vec(),
+                            read_vec(e.a.val()).await?,
+                        );
+                        push(
+                            format!("shared.experts.{j}.{site}.b"),
+                            e.b.val().dims().to_vec(),
+                            read_vec(e.b.val()).await?,
+                        );
+                    }
+                    if let Some(router) = lora.routers.get(s) {
+                        push(
+                            format!("shared.routers.{site}"),
+                            router.val().dims().to_vec(),
+                            read_vec(router.val()).await?,
+                        );
+                    }
+                }
+                let header = SharedHeader {
+                    learned: learned.clone(),
+                    capacity: capacity.clone(),
+                    experts: lora.experts.len(),
+                };
+                (Vec::new(), Some(header))
+            }
+        };
+        let header = Header {
+            format_version: STATE_FORMAT_VERSION,
+            method: self.method,
+            config: self.base_config.clone(),
+            seed: self.seed,
+            model: ModelShape::of(model),
+            tasks,
+            shared,
+        };
+        let json = serde_json::to_string(&header).map_err(|e| MoseError::NotAState {
+            reason: e.to_string(),
+        })?;
+        let metadata = HashMap::from([(STATE_KEY.to_string(), json)]);
+        let views = tensors
+            .iter()
+            .map(|(name, shape, values)| (name.as_str(), F32View { shape, values }));
+        safetensors::serialize(views, Some(metadata)).map_err(|e| MoseError::NotAState {
+            reason: e.to_string(),
+        })
+    }
+
+    /// A state saved by [`to_bytes`](Self::to_bytes), for the base model `model`.
+    ///
+    /// # Errors
+    /// [`MoseError::NotAState`] for anything but a saved state,
+    /// [`MoseError::UnsupportedVersion`] for a newer format,
+    /// [`MoseError::WrongModel`] for a state of another base model,
+    /// [`MoseError::MissingTensor`] and [`MoseError::WrongShape`] for a damaged one.
+    pub fn from_bytes(
+        bytes: &[u8],
+        model: &LlamaConfig,
+        device: &Device,
+    ) -> Result<Self, MoseError> {
+        let not_a_state = |reason: String| MoseError::NotAState { reason };
+        let (_, meta) =
+            SafeTensors::read_metadata(bytes).map_err(|e| not_a_state(e.to_string()))?;
+        let json = meta
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(STATE_KEY))
+            .ok_or_else(|| not_a_state("it has no MoSE Lab description".into()))?;
+        let version: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| not_a_state(e.to_string()))?;
+        let found = version
+            .get("format_version")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0) as u32;
+        if found != STATE_FORMAT_VERSION {
+            return Err(MoseError::UnsupportedVersion {
+                found,
+                expected: STATE_FORMAT_VERSION,
+            });
+        }
+        let header: Header = serde_json::from_str(json).map_err(|e| not_a_state(e.to_string()))?;
+        let expected = ModelShape::of(model);
+        if header.model != expected {
+            return Err(MoseError::WrongModel {
+                reason: format!("saved for {:?}, loading into {:?}", header.model, expected),
+            });
+        }
+        let file = SafeTensors::deserialize(bytes).map_err(|e| not_a_state(e.to_string()))?;
+        // Values on the host first: a state is read without any device round trip.
+        let host = |name: String, shape: Vec<usize>| -> Result<Vec<f32>, MoseError> {
+            let view = file
+                .tensor(&name)
+                .map_err(|_| MoseError::MissingTensor { name: name.clone() })?;
+            if view.shape() != shape.as_slice() || view.dtype() != safetensors::Dtype::F32 {
+                return Err(MoseError::WrongShape {
+                    name,
+                    expected: shape,
+                    found: view.shape().to_vec(),
+                });
+            }
+            Ok(view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect())
+        };
+        let vector = |values: Vec<f32>| -> Tensor<1> {
+            let n = values.len();
+            Tensor::from_data(TensorData::new(values, [n]), device)
+        };
+        let tensor = |name: String, shape: Vec<usize>| -> Result<Tensor<1>, MoseError> {
+            Ok(vector(host(name, shape)?))
+        };
+        let matrix =
+            |name: String, rows: usize, cols: usize| -> Result<Param<Tensor<2>>, MoseError> {
+                Ok(Param::from_tensor(
+                    tensor(name, vec![rows, cols])?.reshape([rows, cols]),
+                ))
+            };
+        let mut learner = Learner::new(header.method, header.config, model, header.seed, device)?;
+        let rank = learner.config.rank;
+        let sites = learner.sites.clone();
+        let expert = |prefix: &str, spec: &SiteSpec| -> Result<SubExpert, MoseError> {
+            Ok(SubExpert {
+                a: matrix(format!("{prefix}.{}.a", site_name(spec)), spec.d_in, rank)?,
+                b: matrix(format!("{prefix}.{}.b", site_name(spec)), rank, spec.d_out)?,
+            })
+        };
+        match &mut learner.state {
+            LearnerState::Tasks(tasks) => {
+                let mut experts_before = 0;
+                for (t, th) in header.tasks.into_iter().enumerate() {
+                    let bad = |reason: String| not_a_state(format!("task {}: {reason}", th.name));
+                    if th.chosen.len() != sites.len()
+                        || th.visible.len() > experts_before + th.experts
+                    {
+                        return Err(bad("its routing bookkeeping does not fit its sites".into()));
+                    }
+                    if th
+                        .visible
+                        .iter()
+                        .any(|&id| id >= experts_before + th.experts)
+                        || th.chosen.iter().flatten().any(|&p| p >= th.visible.len())
+                    {
+                        return Err(bad("it names sub-experts that do not exist".into()));
+                    }
+                    let experts = (0..th.experts)
+                        .map(|j| {
+                            sites
+                                .iter()
+                                .map(|spec| expert(&format!("tasks.{t}.experts.{j}"), spec))
+                                .collect()
+                        })
+                        .collect::<Result<Vec<Vec<_>>, _>>()?;
+                    let mut gates = Vec::with_capacity(sites.len());
+                    let mut weights = Vec::with_capacity(sites.len());
+                    let mut modulation = Vec::new();
+                    for (s, spec) in sites.iter().enumerate() {
+                        let logits = host(
+                            format!("tasks.{t}.gates.{}", site_name(spec)),
+                            vec![th.visible.len()],
+                        )?;
+                        weights.push(settled_weights(&logits, &th.chosen[s]));
+                        gates.push(Param::from_tensor(vector(logits)));
+                        if learner.config.modulate {
+                            modulation.push(Param::from_tensor(tensor(
+                                format!("tasks.{t}.modulation.{}", site_name(spec)),
+                                vec![spec.d_out],
+                            )?));
+                        }
+                    }
+                    let key = host(format!("tasks.{t}.key"), vec![learner.hidden])?;
+                    let unit_key = unit(&key);
+                    let key = vector(key);
+                    tasks.push(LearnedTask {
+                        name: th.name,
+                        params: TaskParams {
+                            key: Param::from_tensor(key),
+                            experts,
+                            gates,
+                            modulation,
+                        },
+                        visible: th.visible,
+                        chosen: th.chosen,
+                        weights,
+                        unit_key,
+                        capacity: th.capacity,
+                    });
+                    experts_before += th.experts;
+                }
+            }
+            LearnerState::Shared {
+                lora,
+                learned,
+                capacity,
+            } => {
+                let sh = header
+                    .shared
+                    .ok_or_else(|| not_a_state("a shared baseline without its adapter".into()))?;
+                if sh.experts != lora.experts.len() {
+                    return Err(not_a_state(format!(
+                        "{} shared experts, the method has {}",
+                        sh.experts,
+                        lora.experts.len()
+                    )));
+                }
+                lora.experts = (0..sh.experts)
+                    .map(|j| {
+                        sites
+                            .iter()
+                            .map(|spec| expert(&format!("shared.experts.{j}"), spec))
+                            .collect()
+                    })
+                    .collect::<Result<Vec<Vec<_>>, _>>()?;
+                if !lora.routers.is_empty() {
+                    lora.routers = sites
+                        .iter()
+                        .map(|spec| {
+                            matrix(
+                                format!("shared.routers.{}", site_name(spec)),
+                                spec.d_in,
+                                sh.experts,
+                            )
+                        })
+                        .collect::<Result<_, _>>()?;
+                }
+                *learned = sh.learned;
+                *capacity = sh.capacity;
+            }
+        }
+        Ok(learner)
+    }
+}

@@ -1,0 +1,297 @@
+//! A task's state (MOSE.md, "A task's state" and "Training task t", steps 1,
+//! 2 and 5): its routing key, its gate logits over the sub-experts visible to
+//! it, its modulation vectors and its own new sub-experts; and what remains of
+//! them once the task is consolidated and frozen.
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use super::mixture::MASKED_LOGIT;
+use super::pool::SubExpert;
+use super::{MoseConfig, MoseError, SiteSpec};
+
+/// What task `t` trains: handed to the optimizer while the task is learned,
+/// frozen for good afterwards.
+#[derive(Module, Debug)]
+pub struct TaskParams {
+    /// `key_t`: `[hidden]`.
+    pub(crate) key: Param<Tensor<1>>,
+    /// The task's own sub-experts: `experts[j][s]` is sub-expert `j` at adapted site `s`.
+    pub(crate) experts: Vec<Vec<SubExpert>>,
+    /// `gate_t` at each adapted site: logits over the visible sub-experts, `[visible]`.
+    pub(crate) gates: Vec<Param<Tensor<1>>>,
+    /// `m_t` at each adapted site, `[d_out]`; empty without modulation.
+    pub(crate) modulation: Vec<Param<Tensor<1>>>,
+}
+
+impl TaskParams {
+    /// Step 1 and 2 of Algorithm 1: fresh sub-experts, gates at 0 for the new
+    /// ones and `reuse_bias` for the `old` ones visible to the task, `m_t = 0`,
+    /// and the key given (the normalised mean query of the first batches).
+    pub(crate) fn init(
+        sites: &[SiteSpec],
+        config: &MoseConfig,
+        old: usize,
+        key: Vec<f32>,
+        seed: u64,
+        device: &Device,
+    ) -> Self {
+        let new = config.new_experts_per_task;
+        let experts = (0..new)
+            .map(|j| {
+                sites
+                    .iter()
+                    .enumerate()
+                    .map(|(s, spec)| {
+                        let expert_seed = seed
+                            ^ ((j * sites.len() + s) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                        spec.expert(config).init(expert_seed, device)
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut logits = vec![config.reuse_bias as f32; old];
+        logits.extend(std::iter::repeat_n(0.0f32, new));
+        let gates = sites
+            .iter()
+            .map(|_| Param::from_data(TensorData::new(logits.clone(), [old + new]), device))
+            .collect();
+        let modulation = if config.modulate {
+            sites
+                .iter()
+                .map(|spec| Param::from_tensor(Tensor::zeros([spec.d_out], device)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let hidden = key.len();
+        Self {
+            key: Param::from_data(TensorData::new(key, [hidden]), device),
+            experts,
+            gates,
+            modulation,
+        }
+    }
+
+    /// `w_t` at site `s`: a softmax over every visible sub-expert while
+    /// exploring, over the settled set only once it is fixed.
+    ///
+    /// # Shapes
+    /// - output: `[visible]`
+    pub(crate) fn gate_weights(&self, s: usize, settled: Option<&[usize]>) -> Tensor<1> {
+        let logits = self.gates[s].val();
+        match settled {
+            None => softmax(logits, 0),
+            Some(chosen) => {
+                let [n] = logits.dims();
+                let mask: Vec<f32> = (0..n)
+                    .map(|i| {
+                        if chosen.contains(&i) {
+                            0.0
+                        } else {
+                            MASKED_LOGIT as f32
+                        }
+                    })
+                    .collect();
+                let mask = Tensor::from_data(TensorData::new(mask, [n]), &logits.device());
+                softmax(logits + mask, 0)
+            }
+        }
+    }
+
+    /// Trainable values in this task's state.
+    pub(crate) fn num_values(&self) -> usize {
+        self.num_params()
+    }
+}
+
+/// The sub-experts, reuse and parameters a task added (MOSE.md, "Metrics":
+/// capacity), or the state of a shared baseline after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capacity {
+    /// Sub-experts in the whole state after this task.
+    pub experts_total: usize,
+    /// Sub-experts this task added and kept.
+    pub experts_new: usize,
+    /// Earlier sub-experts this task uses at some site.
+    pub experts_reused: usize,
+    /// Values this task trained and kept (its new experts, gates, modulation, key).
+    pub trainable_params: usize,
+    /// Adapter values in the whole state after this task.
+    pub total_params: usize,
+}
+
+/// A learned task, frozen.
+#[derive(Debug, Clone)]
+pub(crate) struct LearnedTask {
+    pub name: String,
+    pub params: TaskParams,
+    /// Global ids of the sub-experts its gates index, in gate order.
+    pub visible: Vec<usize>,
+    /// Per adapted site: positions in `visible` of its settled top-k.
+    pub chosen: Vec<Vec<usize>>,
+    /// Per adapted site: `w_t` over `visible` (zero outside `chosen`), from the gates.
+    pub weights: Vec<Vec<f32>>,
+    /// `key_t / |key_t|`, for routing on the host.
+    pub unit_key: Vec<f32>,
+    pub capacity: Capacity,
+}
+
+impl LearnedTask {
+    /// Step 5 of Algorithm 1: keeps only the new sub-experts some site chose,
+    /// drops their gate entries elsewhere, and records the capacity.
+    ///
+    /// `visible` lists the global ids of the old sub-experts the task saw
+    /// followed by one placeholder per new expert; `first_new_id` is the
+    /// global id the first kept new expert receives.
+    pub(crate) async fn consolidate(
+        name: String,
+        params: TaskParams,
+        old_visible: Vec<usize>,
+        chosen: Vec<Vec<usize>>,
+        first_new_id: usize,
+        total_before: (usize, usize),
+    ) -> Result<Self, MoseError> {
+        let old = old_visible.len();
+        let TaskParams {
+            key,
+            experts,
+            gates,
+            modulation,
+        } = params;
+        let kept: Vec<usize> = (0..experts.len())
+            .filter(|j| chosen.iter().any(|c| c.contains(&(old + j))))
+            .collect();
+        // Position in the old gate order -> position in the consolidated one.
+        let remap = |pos: usize| -> usize {
+            if pos < old {
+                pos
+            } else {
+                old + kept
+                    .iter()
+                    .position(|&j| j == pos - old)
+                    .unwrap_or(usize::MAX)
+            }
+        };
+        let keep_positions: Vec<usize> = (0..old).chain(kept.iter().map(|j| old + j)).collect();
+        let chosen: Vec<Vec<usize>> = chosen
+            .iter()
+            .map(|c| c.iter().map(|&p| remap(p)).collect())
+            .collect();
+        let device = key.val().device();
+        let mut new_gates = Vec::with_capacity(gates.len());
+        let mut weights = Vec::with_capacity(gates.len());
+        for (gate, chosen) in gates.into_iter().zip(&chosen) {
+            let logits = read_vec(gate.val()).await?;
+            let kept_logits: Vec<f32> = keep_positions.iter().map(|&p| logits[p]).collect();
+            weights.push(settled_weights(&kept_logits, chosen));
+            let n = kept_logits.len();
+            new_gates.push(Param::from_data(TensorData::new(kept_logits, [n]), &device));
+        }
+        let mut experts: Vec<Option<Vec<SubExpert>>> = experts.into_iter().map(Some).collect();
+        let experts: Vec<Vec<SubExpert>> = kept.iter().filter_map(|&j| experts[j].take()).collect();
+        let unit_key = unit(&read_vec(key.val()).await?);
+        let reused = (0..old)
+            .filter(|p| chosen.iter().any(|c| c.contains(p)))
+            .count();
+        let visible: Vec<usize> = old_visible
+            .into_iter()
+            .chain(first_new_id..first_new_id + kept.len())
+            .collect();
+        let params = TaskParams {
+            key,
+            experts,
+            gates: new_gates,
+            modulation,
+        };
+        let trainable = params.num_values();
+        let (experts_before, params_before) = total_before;
+        let capacity = Capacity {
+            experts_total: experts_before + kept.len(),
+            experts_new: kept.len(),
+            experts_reused: reused,
+            trainable_params: trainable,
+            total_params: params_before + trainable,
+        };
+        Ok(Self {
+            name,
+            params,
+            visible,
+            chosen,
+            weights,
+            unit_key,
+            capacity,
+        })
+    }
+}
+
+/// `w_t` once settled: a softmax over the chosen logits, zero elsewhere.
+pub(crate) fn settled_weights(logits: &[f32], chosen: &[usize]) -> Vec<f32> {
+    let max = chosen
+        .iter()
+        .map(|&p| logits[p])
+        .fold(f32::NEG_INFINITY, f32::max);
+    let mut weights = vec![0.0f32; logits.len()];
+    let mut total = 0.0f64;
+    for &p in chosen {
+        let e = ((logits[p] - max) as f64).exp();
+        weights[p] = e as f32;
+        total += e;
+    }
+    for w in &mut weights {
+        *w = (*w as f64 / total) as f32;
+    }
+    weights
+}
+
+/// The `top_k` largest logits' positions, ties to the earlier position.
+pub(crate) fn top_positions(logits: &[f32], top_k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+    order.truncate(top_k);
+    order.sort_unstable();
+    order
+}
+
+/// `v / |v|` (zero stays zero).
+pub(crate) fn unit(v: &[f32]) -> Vec<f32> {
+    let norm = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    if norm == 0.0 {
+        return v.to_vec();
+    }
+    v.iter().map(|x| (*x as f64 / norm) as f32).collect()
+}
+
+/// A tensor's values on the host.
+pub(crate) async fn read_vec<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, MoseError> {
+    tensor
+        .into_data_async()
+        .await
+        .map_err(|e| MoseError::Read(format!("{e:?}")))?
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| MoseError::Read(format!("{e:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settled_weights_are_a_softmax_over_the_chosen_logits() {
+        // Logits [0, ln 3, 5] with positions 0 and 1 chosen: softmax([0, ln 3])
+        // = [1/4, 3/4]; position 2 is outside the set and gets 0 despite its logit.
+        let w = settled_weights(&[0.0, 3.0f32.ln(), 5.0], &[0, 1]);
+        assert!((w[0] - 0.25).abs() < 1e-6 && (w[1] - 0.75).abs() < 1e-6);
+        assert_eq!(w[2], 0.0);
+    }
+
+    #[test]
+    fn top_positions_are_sorted_and_break_ties_early() {
+        assert_eq!(top_positions(&[0.1, 0.7, 0.7, 0.3], 2), vec![1, 2]);
+        assert_eq!(top_positions(&[-1.0, -1.0, 0.0], 2), vec![0, 2]);
+        assert_eq!(top_positions(&[1.0], 2), vec![0]);
+    }
+}

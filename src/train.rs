@@ -1,0 +1,603 @@
+//! The training loop both fronts use (MOSE.md, "Training task t"; Algorithm 1
+//! of arXiv 2511.06237).
+//!
+//! A [`TaskRun`] learns one task: it yields to the caller between steps (the
+//! browser page stays responsive), reports each step, can stop at any step and
+//! resume from a checkpoint, and hands AdamW only the trainable set: the new
+//! task's state for MoSE and LoRA per task, the shared adapter for the shared
+//! baselines. Earlier tasks' tensors are never given to the optimizer, so
+//! neither Adam's moments nor weight decay can move them. The learning rate
+//! warms up linearly and then follows a cosine; gradients are clipped by their
+//! global norm, as PyTorch's `clip_grad_norm_` does.
+
+use burn::config::Config;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+use web_time::Instant;
+
+use crate::data::{Batches, Example, PaddedBatch};
+use crate::model::{Llama, next_token_nll};
+use crate::mose::{
+    Capacity, Learner, MoseError, SharedLora, TaskParams, pull_loss, push_loss, query_features,
+    read_vec, top_positions, unit,
+};
+
+/// How each task is trained; serialised with each run.
+#[derive(Config, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Optimiser steps per task.
+    #[config(default = 200)]
+    pub steps_per_task: usize,
+    /// Sequences per step.
+    #[config(default = 8)]
+    pub batch_size: usize,
+    /// Peak learning rate of AdamW.
+    #[config(default = 3e-3)]
+    pub learning_rate: f64,
+    /// Fraction of the steps spent warming the learning rate up from 0.
+    #[config(default = 0.05)]
+    pub warmup_fraction: f64,
+    /// The cosine ends at this fraction of the peak learning rate.
+    #[config(default = 0.1)]
+    pub min_lr_fraction: f64,
+    /// AdamW's decoupled weight decay.
+    #[config(default = 0.0)]
+    pub weight_decay: f64,
+    /// AdamW's epsilon.
+    #[config(default = 1e-8)]
+    pub adam_epsilon: f64,
+    /// Gradients are scaled down when their global L2 norm exceeds this.
+    #[config(default = 1.0)]
+    pub grad_clip_norm: f64,
+    /// Drives shuffling (initialisation is seeded by the learner).
+    #[config(default = 0)]
+    pub seed: u64,
+    /// Sequences per forward pass when computing query features.
+    #[config(default = 32)]
+    pub query_batch_size: usize,
+}
+
+impl TrainConfig {
+    /// The learning rate at `step` of `total`: linear warm-up, then a cosine
+    /// from the peak down to `min_lr_fraction` of it.
+    pub fn learning_rate_at(&self, step: usize, total: usize) -> f64 {
+        let warmup = (self.warmup_fraction * total as f64).round() as usize;
+        if step < warmup {
+            return self.learning_rate * (step + 1) as f64 / warmup as f64;
+        }
+        let decay = total.saturating_sub(warmup).max(1);
+        let progress = ((step - warmup) as f64 / decay as f64).min(1.0);
+        let min = self.learning_rate * self.min_lr_fraction;
+        min + (self.learning_rate - min) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+    }
+
+    fn validate(&self) -> Result<(), TrainError> {
+        let bad = |field: &'static str, value: String, reason: &'static str| {
+            Err(TrainError::InvalidConfig {
+                field,
+                value,
+                reason,
+            })
+        };
+        if self.steps_per_task == 0 {
+            return bad("steps_per_task", "0".into(), "must be at least 1");
+        }
+        if self.batch_size == 0 || self.query_batch_size == 0 {
+            return bad("batch_size", "0".into(), "must be at least 1");
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            return bad(
+                "learning_rate",
+                self.learning_rate.to_string(),
+                "must be above 0",
+            );
+        }
+        if !(0.0..1.0).contains(&self.warmup_fraction) {
+            return bad(
+                "warmup_fraction",
+                self.warmup_fraction.to_string(),
+                "must be in [0, 1)",
+            );
+        }
+        if self.grad_clip_norm.is_nan() || self.grad_clip_norm <= 0.0 {
+            return bad(
+                "grad_clip_norm",
+                self.grad_clip_norm.to_string(),
+                "must be above 0",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Errors of training.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A setting is out of range.
+    #[error("training setting {field} = {value} is invalid: {reason}")]
+    InvalidConfig {
+        /// The setting.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// What is allowed.
+        reason: &'static str,
+    },
+    /// The task has nothing to learn from.
+    #[error("task {task} has no training examples; add some text to it")]
+    NoExamples {
+        /// The task's name.
+        task: String,
+    },
+    /// The loss stopped being a number.
+    #[error(
+        "the loss of task {task} became {loss} at step {step}; lower the learning rate and train it again"
+    )]
+    Diverged {
+        /// The task's name.
+        task: String,
+        /// The step.
+        step: usize,
+        /// The value.
+        loss: f32,
+    },
+    /// A checkpoint that cannot be resumed here.
+    #[error("this training checkpoint cannot be resumed ({reason}); start the task again")]
+    BadCheckpoint {
+        /// What was wrong.
+        reason: String,
+    },
+    /// An error of the MoSE layer.
+    #[error(transparent)]
+    Mose(#[from] MoseError),
+}
+
+/// Which part of Algorithm 1 a step belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Dense softmax over every visible sub-expert.
+    Explore,
+    /// Only each site's settled top-k.
+    Settle,
+    /// A shared baseline: one adapter, no phases.
+    Shared,
+}
+
+/// What one step did, for progress bars and loss charts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepReport {
+    /// Steps done, 1-based.
+    pub step: usize,
+    /// Steps in the task.
+    pub steps: usize,
+    /// The whole loss.
+    pub loss: f32,
+    /// Its next-token cross-entropy part, nats per target token.
+    pub next_token_loss: f32,
+    /// The learning rate used.
+    pub learning_rate: f64,
+    /// Target tokens in the batch.
+    pub tokens: usize,
+    /// Target tokens per second over this run so far.
+    pub tokens_per_second: f64,
+    /// The phase.
+    pub phase: Phase,
+}
+
+/// What the caller wants after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on.
+    Continue,
+    /// Stop here; [`TaskRun::checkpoint`] keeps the place.
+    Stop,
+}
+
+/// How [`TaskRun::run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// Every step is done: call [`TaskRun::finish`].
+    Finished,
+    /// The caller stopped it: call `run` again, or save a checkpoint.
+    Stopped,
+}
+
+enum Trainable {
+    Task(TaskParams),
+    Shared(SharedLora),
+}
+
+/// One task being learned.
+pub struct TaskRun {
+    name: String,
+    step: usize,
+    steps: usize,
+    batches: Batches,
+    optimizer: ModuleOptimizer,
+    trainable: Option<Trainable>,
+    /// Unit query features of the training examples, `[n, hidden]` row-major
+    /// (routed methods only).
+    queries: Vec<f32>,
+    hidden: usize,
+    /// Each site's top-k once the settle phase has begun.
+    settled: Option<Vec<Vec<usize>>>,
+    /// The loss of every step so far.
+    pub losses: Vec<f32>,
+    config: TrainConfig,
+}
+
+impl TaskRun {
+    /// Prepares to learn `name` from `examples`: caches the query features,
+    /// initialises the key from the first batches and allocates the new
+    /// state (Algorithm 1, steps 1 and 2).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start(
+        model: &Llama,
+        learner: &Learner,
+        name: &str,
+        examples: &[Example],
+        pad_id: u32,
+        config: &TrainConfig,
+        device: &Device,
+    ) -> Result<Self, TrainError> {
+        config.validate()?;
+        if examples.is_empty() {
+            return Err(TrainError::NoExamples { task: name.into() });
+        }
+        let hidden = model.config().hidden_size;
+        let batches = Batches::new(examples.len(), config.batch_size, config.seed);
+        let train_device = device.clone().autodiff();
+        let (trainable, queries) = match learner.shared() {
+            Some(shared) => (Trainable::Shared(shared.clone().train()), Vec::new()),
+            None => {
+                let queries =
+                    example_queries(model, learner, examples, pad_id, config, device).await?;
+                // Key: the normalised mean query of the first batches.
+                let mut first = batches.clone();
+                let mut mean = vec![0.0f64; hidden];
+                let mut count = 0usize;
+                for _ in 0..learner.config().key_init_batches {
+                    for i in first.next_indices() {
+                        for (m, q) in mean.iter_mut().zip(&queries[i * hidden..(i + 1) * hidden]) {
+                            *m += *q as f64;
+                        }
+                        count += 1;
+                    }
+                }
+                let key: Vec<f32> = mean.iter().map(|m| (m / count as f64) as f32).collect();
+                let params = learner.new_task(unit(&key), &train_device);
+                (Trainable::Task(params), queries)
+            }
+        };
+        let optimizer = AdamWConfig::new()
+            .with_weight_decay(config.weight_decay as f32)
+            .with_epsilon(config.adam_epsilon as f32)
+            .init();
+        Ok(Self {
+            name: name.into(),
+            step: 0,
+            steps: config.steps_per_task,
+            batches,
+            optimizer,
+            trainable: Some(trainable),
+            queries,
+            hidden,
+            settled: None,
+            losses: Vec::new(),
+            config: config.clone(),
+        })
+    }
+
+    /// The task's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Steps done so far.
+    pub fn step(&self) -> usize {
+        self.step
+    }
+
+    /// Steps in the task.
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// Trains until every step is done or `on_step` says stop, yielding to
+    /// the caller's event loop after each step.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn run(
+        &mut self,
+        model: &Llama,
+        learner: &Learner,
+        examples: &[Example],
+        pad_id: u32,
+        device: &Device,
+        on_step: &mut dyn FnMut(&StepReport) -> Flow,
+    ) -> Result<RunEnd, TrainError> {
+        let started = Instant::now();
+        let mut tokens_seen = 0usize;
+        let settle_at = match learner.method().is_routed() {
+            true => (learner.config().explore_fraction * self.steps as f64).round() as usize,
+            false => usize::MAX,
+        };
+        while self.step < self.steps {
+            if self.step >= settle_at && self.settled.is_none() {
+                self.settle(learner).await?;
+            }
+            let indices = self.batches.next_indices();
+            let batch: Vec<&Example> = indices.iter().map(|&i| &examples[i]).collect();
+            let batch = PaddedBatch::new(&batch, pad_id);
+            let report = self
+                .train_step(model, learner, &batch, &indices, device)
+                .await?;
+            tokens_seen += report.tokens;
+            let seconds = started.elapsed().as_secs_f64().max(1e-9);
+            let report = StepReport {
+                tokens_per_second: tokens_seen as f64 / seconds,
+                ..report
+            };
+            self.losses.push(report.loss);
+            let flow = on_step(&report);
+            crate::backend::yield_now().await;
+            if flow == Flow::Stop && self.step < self.steps {
+                return Ok(RunEnd::Stopped);
+            }
+        }
+        Ok(RunEnd::Finished)
+    }
+
+    /// Consolidates the learned task into `learner` (Algorithm 1, step 5)
+    /// and returns the capacity after it.
+    ///
+    /// # Panics
+    /// If the run has not finished its steps.
+    pub async fn finish(mut self, learner: &mut Learner) -> Result<Capacity, TrainError> {
+        assert!(
+            self.step >= self.steps,
+            "finish a task only after its last step"
+        );
+        if learner.method().is_routed() && self.settled.is_none() {
+            self.settle(learner).await?;
+        }
+        let trainable = self
+            .trainable
+            .take()
+            .expect("a run holds its trainable state");
+        Ok(match trainable {
+            Trainable::Task(params) => {
+                let chosen = self.settled.take().unwrap_or_default();
+                learner.add_task(self.name, params, chosen).await?
+            }
+            Trainable::Shared(lora) => learner.set_shared(self.name, lora),
+        })
+    }
+
+    /// Fixes each site's top-k set for the settle phase.
+    async fn settle(&mut self, learner: &Learner) -> Result<(), TrainError> {
+        let Some(Trainable::Task(params)) = &self.trainable else {
+            return Ok(());
+        };
+        let mut settled = Vec::with_capacity(params.gates.len());
+        for gate in &params.gates {
+            let logits = read_vec(gate.val()).await?;
+            settled.push(top_positions(&logits, learner.config().top_k_experts));
+        }
+        self.settled = Some(settled);
+        Ok(())
+    }
+
+    async fn train_step(
+        &mut self,
+        model: &Llama,
+        learner: &Learner,
+        batch: &PaddedBatch,
+        indices: &[usize],
+        device: &Device,
+    ) -> Result<StepReport, TrainError> {
+        let (ids, targets) = batch_tensors(batch, device);
+        let target_count = batch.targets.iter().filter(|&&t| t > 0.0).count();
+        let trainable = self
+            .trainable
+            .take()
+            .expect("a run holds its trainable state");
+        let (mixture, phase) = match &trainable {
+            Trainable::Task(params) => (
+                learner.training_mixture(params, self.settled.as_deref()),
+                if self.settled.is_some() {
+                    Phase::Settle
+                } else {
+                    Phase::Explore
+                },
+            ),
+            Trainable::Shared(lora) => (lora_mixture(learner, lora), Phase::Shared),
+        };
+        let logits = model.forward_adapted(ids.clone(), &mixture);
+        let nll = next_token_nll(logits, ids) * targets; // [b, t - 1]
+        let next_token_loss = nll.sum().div_scalar(target_count.max(1) as f64);
+        let mut loss = next_token_loss.clone();
+        if let Trainable::Task(params) = &trainable {
+            let config = learner.config();
+            let queries: Vec<f32> = indices
+                .iter()
+                .flat_map(|&i| {
+                    self.queries[i * self.hidden..(i + 1) * self.hidden]
+                        .iter()
+                        .copied()
+                })
+                .collect();
+            let queries = Tensor::<2>::from_data(
+                TensorData::new(queries, [indices.len(), self.hidden]),
+                device,
+            );
+            let key = params.key.val();
+            loss = loss + pull_loss(queries.clone(), key.clone()).mul_scalar(config.lambda_pull);
+            if config.lambda_push > 0.0
+                && let Some(others) = learner.unit_keys(device)
+            {
+                loss = loss
+                    + push_loss(queries, key, others, config.push_margin)
+                        .mul_scalar(config.lambda_push);
+            }
+        }
+        let values = read_vec(Tensor::cat(vec![loss.clone(), next_token_loss], 0)).await?;
+        if !values[0].is_finite() {
+            return Err(TrainError::Diverged {
+                task: self.name.clone(),
+                step: self.step + 1,
+                loss: values[0],
+            });
+        }
+        let learning_rate = self.config.learning_rate_at(self.step, self.steps);
+        let grads = loss.backward();
+        let clip = self.config.grad_clip_norm;
+        let trainable = match trainable {
+            Trainable::Task(params) => {
+                let grads =
+                    clip_global_norm(GradientsParams::from_grads(grads, &params), &params, clip);
+                Trainable::Task(self.optimizer.step(learning_rate, params, grads))
+            }
+            Trainable::Shared(lora) => {
+                let grads =
+                    clip_global_norm(GradientsParams::from_grads(grads, &lora), &lora, clip);
+                Trainable::Shared(self.optimizer.step(learning_rate, lora, grads))
+            }
+        };
+        self.trainable = Some(trainable);
+        self.step += 1;
+        Ok(StepReport {
+            step: self.step,
+            steps: self.steps,
+            loss: values[0],
+            next_token_loss: values[1],
+            learning_rate,
+            tokens: target_count,
+            tokens_per_second: 0.0,
+            phase,
+        })
+    }
+}
+
+/// Learns one task from start to end: [`TaskRun::start`], [`TaskRun::run`]
+/// and [`TaskRun::finish`]. Returns `None` when `on_step` stopped it.
+#[allow(clippy::too_many_arguments)]
+pub async fn learn_task(
+    model: &Llama,
+    learner: &mut Learner,
+    name: &str,
+    examples: &[Example],
+    pad_id: u32,
+    config: &TrainConfig,
+    device: &Device,
+    on_step: &mut dyn FnMut(&StepReport) -> Flow,
+) -> Result<Option<Capacity>, TrainError> {
+    let mut run = TaskRun::start(model, learner, name, examples, pad_id, config, device).await?;
+    match run
+        .run(model, learner, examples, pad_id, device, on_step)
+        .await?
+    {
+        RunEnd::Finished => Ok(Some(run.finish(learner).await?)),
+        RunEnd::Stopped => Ok(None),
+    }
+}
+
+fn lora_mixture(learner: &Learner, lora: &SharedLora) -> crate::mose::Mixture {
+    lora.mixture(
+        learner.sites(),
+        learner.config(),
+        learner.config().moe_top_k,
+    )
+}
+
+/// Token ids `[b, len]` and the loss mask `[b, len - 1]` of a batch.
+pub(crate) fn batch_tensors(batch: &PaddedBatch, device: &Device) -> (Tensor<2, Int>, Tensor<2>) {
+    let ids: Vec<i64> = batch.ids.iter().map(|&id| id as i64).collect();
+    let ids = Tensor::from_data(TensorData::new(ids, [batch.batch, batch.len]), device);
+    let targets = Tensor::from_data(
+        TensorData::new(batch.targets.clone(), [batch.batch, batch.len - 1]),
+        device,
+    );
+    (ids, targets)
+}
+
+/// Unit query features of `examples`, `[n, hidden]` row-major, from the frozen model.
+pub(crate) async fn example_queries(
+    model: &Llama,
+    learner: &Learner,
+    examples: &[Example],
+    pad_id: u32,
+    config: &TrainConfig,
+    device: &Device,
+) -> Result<Vec<f32>, MoseError> {
+    let mut out = Vec::with_capacity(examples.len() * model.config().hidden_size);
+    for chunk in examples.chunks(config.query_batch_size) {
+        let refs: Vec<&Example> = chunk.iter().collect();
+        let batch = PaddedBatch::new(&refs, pad_id);
+        let (ids, _) = batch_tensors(&batch, device);
+        let mask = Tensor::from_data(
+            TensorData::new(batch.query_mask.clone(), [batch.batch, batch.len]),
+            device,
+        );
+        out.extend(read_vec(query_features(model, ids, mask, learner.query_layer())).await?);
+        crate::backend::yield_now().await;
+    }
+    Ok(out)
+}
+
+/// Scales every gradient by `min(1, max_norm / |g|)`, `|g|` the L2 norm of
+/// all of them together.
+fn clip_global_norm<M: Module>(
+    mut grads: GradientsParams,
+    module: &M,
+    max_norm: f64,
+) -> GradientsParams {
+    struct SumSquares<'a> {
+        grads: &'a GradientsParams,
+        total: Option<Tensor<1>>,
+    }
+    impl ModuleVisitor for SumSquares<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(grad) = self.grads.get::<D>(param.id) {
+                let s = grad.square().sum();
+                self.total = Some(match self.total.take() {
+                    Some(t) => t + s,
+                    None => s,
+                });
+            }
+        }
+    }
+    struct Scale<'a> {
+        grads: &'a mut GradientsParams,
+        factor: Tensor<1>,
+    }
+    impl ModuleVisitor for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(grad) = self.grads.remove::<D>(param.id) {
+                let factor = self.factor.clone().reshape([1; D]);
+                self.grads.register::<D>(param.id, grad * factor);
+            }
+        }
+    }
+    let mut sum = SumSquares {
+        grads: &grads,
+        total: None,
+    };
+    module.visit(&mut sum);
+    let Some(total) = sum.total else {
+        return grads;
+    };
+    let factor = total
+        .sqrt()
+        .add_scalar(1e-6)
+        .recip()
+        .mul_scalar(max_norm)
+        .clamp_max(1.0);
+    module.visit(&mut Scale {
+        grads: &mut grads,
+        factor,
+    });
+    grads
+}

@@ -1,0 +1,257 @@
+//! A small continual sequence both the native and the browser tests run:
+//! three clearly different synthetic text tasks on a tiny Llama whose weights
+//! are drawn on the host from a seed (so every device starts from the same
+//! model), with the BPE tokenizer fixture.
+
+use burn::module::Param;
+use burn::tensor::{Device, Tensor, TensorData};
+use mose_lab::data::{DataConfig, Example, Sample, split, tokenize};
+use mose_lab::eval::Routing;
+use mose_lab::model::{HfParam, Llama, LlamaConfig};
+use mose_lab::mose::{Learner, Method, MoseConfig};
+use mose_lab::sequence::{SequenceReport, SequenceTask, run_sequence};
+use mose_lab::tokenizer::Tokenizer;
+use mose_lab::train::{Flow, TrainConfig};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+pub const TOKENIZER: &str = include_str!("../fixtures/tokenizer/tokenizer.json");
+
+/// A 2-layer Llama (d 64, 4 heads, 2 KV heads) over the fixture tokenizer's
+/// 1,001 ids, weights normal with std 0.1 drawn from `seed` on the host.
+pub fn tiny_llama(seed: u64, device: &Device) -> Llama {
+    let mut config = LlamaConfig::new(1001, 64, 128, 2, 4, 2);
+    config.initializer_range = 0.1;
+    let mut model = config.init(device);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut normal = |n: usize| -> Vec<f32> {
+        // Irwin–Hall: the sum of 12 uniforms minus 6 is close to a standard normal.
+        (0..n)
+            .map(|_| (0..12).map(|_| rng.random::<f32>()).sum::<f32>() - 6.0)
+            .map(|z| z * 0.1)
+            .collect()
+    };
+    for (_, param) in model.hf_params_mut() {
+        match param {
+            HfParam::Linear(p) | HfParam::Matrix(p) => {
+                let shape = p.val().dims();
+                let values = normal(shape[0] * shape[1]);
+                *p = Param::initialized(
+                    p.id,
+                    Tensor::from_data(TensorData::new(values, shape), device),
+                );
+            }
+            HfParam::Vector(_) => {} // norms stay at 1
+        }
+    }
+    model
+}
+
+/// Three tasks a router should never confuse and a shared LoRA cannot hold
+/// at once: counting in digits, runs of the alphabet, and shouted words.
+pub fn synthetic_tasks(samples: usize, seed: u64) -> Vec<(&'static str, Vec<Sample>)> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let counting = (0..samples)
+        .map(|_| {
+            let start = rng.random_range(0..80u32);
+            let len = rng.random_range(8..13u32);
+            let text: Vec<String> = (start..start + len).map(|n| n.to_string()).collect();
+            Sample::Text(text.join(" "))
+        })
+        .collect();
+    let letters = (0..samples)
+        .map(|_| {
+            let start = rng.random_range(0..14u8);
+            let len = rng.random_range(8..13u8);
+            let text: Vec<String> = (start..start + len)
+                .map(|c| ((b'a' + c) as char).to_string())
+                .collect();
+            Sample::Text(text.join(" "))
+        })
+        .collect();
+    const WORDS: [&str; 10] = [
+        "STOP", "GO", "NOW", "HELP", "FIRE", "WAIT", "RUN", "YES", "NO", "LOOK",
+    ];
+    let shouting = (0..samples)
+        .map(|_| {
+            let len = rng.random_range(5..9usize);
+            let text: Vec<&str> = (0..len)
+                .map(|_| WORDS[rng.random_range(0..WORDS.len())])
+                .collect();
+            Sample::Text(format!("{}!", text.join(" ")))
+        })
+        .collect();
+    vec![
+        ("counting", counting),
+        ("letters", letters),
+        ("shouting", shouting),
+    ]
+}
+
+/// A task's tokenized training and held-out examples.
+pub struct TaskSplit {
+    pub name: &'static str,
+    pub train: Vec<Example>,
+    pub heldout: Vec<Example>,
+}
+
+/// The synthetic tasks, split (seeded) and tokenized.
+pub fn task_splits(tokenizer: &Tokenizer, samples: usize, seed: u64) -> Vec<TaskSplit> {
+    let config = DataConfig::default();
+    synthetic_tasks(samples, seed)
+        .into_iter()
+        .map(|(name, samples)| {
+            let parts = split(samples.len(), &config, seed).expect("enough samples to split");
+            let examples = |indices: &[usize]| -> Vec<Example> {
+                indices
+                    .iter()
+                    .flat_map(|&i| {
+                        tokenize(&samples[i], tokenizer, &config).expect("the sample tokenizes")
+                    })
+                    .collect()
+            };
+            TaskSplit {
+                name,
+                train: examples(&parts.train),
+                heldout: examples(&parts.heldout),
+            }
+        })
+        .collect()
+}
+
+/// The learner every sequence test uses. Its query feature reads layer 0:
+/// this base model's weights are random, and deeper random layers only blur
+/// the lexical differences a router needs (a pretrained base uses the last
+/// layer, the default).
+pub fn learner(method: Method, model: &Llama, device: &Device) -> Learner {
+    Learner::new(
+        method,
+        MoseConfig::new().with_query_layer(Some(0)),
+        model.config(),
+        7,
+        device,
+    )
+    .expect("a valid configuration")
+}
+
+/// Learns the tasks of `splits` in order with `method` and scores them.
+pub async fn run(
+    method: Method,
+    model: &Llama,
+    splits: &[TaskSplit],
+    pad: u32,
+    config: &TrainConfig,
+    device: &Device,
+) -> SequenceReport {
+    let tasks: Vec<SequenceTask> = splits
+        .iter()
+        .map(|s| SequenceTask {
+            name: s.name,
+            train: &s.train,
+            heldout: &s.heldout,
+        })
+        .collect();
+    let mut learner = learner(method, model, device);
+    run_sequence(
+        model,
+        &mut learner,
+        &tasks,
+        pad,
+        config,
+        16,
+        device,
+        &mut |_| Flow::Continue,
+    )
+    .await
+    .expect("the sequence trains")
+    .expect("nothing stops it")
+}
+
+/// A sequence short enough for WebGPU on a software adapter in the browser.
+pub struct ShortSequence {
+    pub samples: usize,
+    pub steps: usize,
+}
+
+pub const SHORT_SEQUENCE: ShortSequence = ShortSequence {
+    samples: 24,
+    steps: 24,
+};
+
+pub fn short_config() -> TrainConfig {
+    TrainConfig::new()
+        .with_steps_per_task(SHORT_SEQUENCE.steps)
+        .with_learning_rate(1e-2)
+}
+
+impl ShortSequence {
+    /// MoSE over the three synthetic tasks on `device`.
+    pub async fn run(&self, device: &Device) -> SequenceReport {
+        let tokenizer = Tokenizer::from_json(TOKENIZER).expect("the fixture tokenizer");
+        let pad = tokenizer.special().pad.expect("a pad token");
+        let model = tiny_llama(1, device);
+        let splits = task_splits(&tokenizer, self.samples, 3);
+        run(Method::Mose, &model, &splits, pad, &short_config(), device).await
+    }
+}
+
+/// What the native run of the short sequence recorded
+/// (`MOSE_WRITE_FIXTURES=1 cargo test --test mose short_sequence`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Recorded {
+    pub routed: Vec<Vec<f64>>,
+    pub oracle: Vec<Vec<f64>>,
+    pub base: Vec<f64>,
+    pub bwt: f64,
+    pub routing: Vec<Vec<usize>>,
+}
+
+impl Recorded {
+    pub fn of(report: &SequenceReport) -> Self {
+        Self {
+            routed: report.r_matrix(Routing::Routed),
+            oracle: report.r_matrix(Routing::Oracle),
+            base: report.base.iter().map(|s| s.log_likelihood).collect(),
+            bwt: report.summary(Routing::Routed).bwt.unwrap_or(0.0),
+            routing: report.confusion().map(|c| c.counts).unwrap_or_default(),
+        }
+    }
+}
+
+const RECORDED: &str = include_str!("../fixtures/mose/short-sequence.json");
+
+/// The R matrices (within 0.05 nats per token), BWT (within 0.02) and the
+/// routing decisions (exactly) equal the native CPU run's.
+pub fn assert_matches_recorded(report: &SequenceReport, device: &str) {
+    let recorded: Recorded =
+        serde_json::from_str(RECORDED).expect("tests/fixtures/mose/short-sequence.json");
+    let found = Recorded::of(report);
+    let worst = |a: &[Vec<f64>], b: &[Vec<f64>]| {
+        a.iter()
+            .flatten()
+            .zip(b.iter().flatten())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f64, f64::max)
+    };
+    let diffs = [
+        (
+            "base",
+            worst(std::slice::from_ref(&found.base), std::slice::from_ref(&recorded.base)),
+        ),
+        ("routed R", worst(&found.routed, &recorded.routed)),
+        ("oracle R", worst(&found.oracle, &recorded.oracle)),
+        ("BWT", (found.bwt - recorded.bwt).abs()),
+    ];
+    for (what, diff) in diffs {
+        let tolerance = if what == "BWT" { 0.02 } else { 0.05 };
+        assert!(
+            diff <= tolerance,
+            "{device}: {what} differs from the native run by {diff} (tolerance {tolerance}):\nfound {found:?}\nrecorded {recorded:?}"
+        );
+    }
+    assert_eq!(
+        found.routing, recorded.routing,
+        "{device}: routing decisions"
+    );
+}

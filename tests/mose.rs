@@ -1,0 +1,314 @@
+//! The MoSE engine natively (MOSE.md, "Invariants the tests must hold"): a
+//! continual sequence where MoSE remembers and seq-lora forgets, earlier tasks
+//! left bit for bit, save and load, and the short sequence the browser test
+//! repeats on WebGPU.
+
+mod common;
+
+use burn::tensor::Device;
+use common::mose::{
+    SHORT_SEQUENCE, TOKENIZER, assert_matches_recorded, learner, run, task_splits, tiny_llama,
+};
+use mose_lab::eval::Routing;
+use mose_lab::mose::{Learner, Method, MoseError};
+use mose_lab::sequence::SequenceReport;
+use mose_lab::tokenizer::Tokenizer;
+use mose_lab::train::{Flow, TrainConfig, learn_task};
+use safetensors::SafeTensors;
+
+fn print_report(report: &SequenceReport) {
+    for routing in [Routing::Routed, Routing::Oracle] {
+        println!("{} {routing:?}:", report.method.name());
+        for row in report.r_matrix(routing) {
+            println!("  {row:.3?}");
+        }
+        println!("  {:?}", report.summary(routing));
+    }
+    println!("  confusion {:?}", report.confusion().map(|c| c.counts));
+    println!("  capacity {:?}", report.capacity);
+    println!("  {:.1} s", report.seconds);
+}
+
+#[test]
+fn mose_remembers_where_seq_lora_forgets() {
+    let device = Device::flex();
+    let tokenizer = Tokenizer::from_json(TOKENIZER).unwrap();
+    let pad = tokenizer.special().pad.unwrap();
+    let model = tiny_llama(1, &device);
+    let splits = task_splits(&tokenizer, 64, 3);
+    let config = TrainConfig::new()
+        .with_steps_per_task(120)
+        .with_learning_rate(1e-2);
+    let reports: Vec<SequenceReport> = Method::ALL
+        .iter()
+        .map(|&method| {
+            let report = pollster::block_on(run(method, &model, &splits, pad, &config, &device));
+            print_report(&report);
+            report
+        })
+        .collect();
+    let bwt = |r: &SequenceReport, routing| r.summary(routing).bwt.unwrap();
+    let (mose, seq, per_task, moe) = (&reports[0], &reports[1], &reports[2], &reports[3]);
+
+    // Every task was learned: each beats the base model on its own data by far.
+    for (j, base) in mose.base.iter().enumerate() {
+        assert!(
+            mose.routed[j][j].log_likelihood > base.log_likelihood + 1.0,
+            "task {j}: {} vs base {}",
+            mose.routed[j][j].log_likelihood,
+            base.log_likelihood
+        );
+    }
+    // MoSE remembers; seq-lora forgets at least 5 times as much.
+    let mose_bwt = bwt(mose, Routing::Routed);
+    let seq_bwt = bwt(seq, Routing::Routed);
+    assert!(mose_bwt >= -0.02, "MoSE BWT {mose_bwt}");
+    assert!(
+        seq_bwt <= 5.0 * mose_bwt.min(-0.02),
+        "seq-lora BWT {seq_bwt} against MoSE {mose_bwt}"
+    );
+    // Routing: at least 95% of the held-out samples of every task go to it.
+    let confusion = mose.confusion().unwrap();
+    for (task, accuracy) in confusion.per_task().iter().enumerate() {
+        assert!(
+            accuracy.unwrap() >= 0.95,
+            "task {task} routed right {accuracy:?}: {:?}",
+            confusion.counts
+        );
+    }
+    // With the oracle, isolated task states cannot forget at all.
+    assert_eq!(bwt(mose, Routing::Oracle), 0.0);
+    assert_eq!(bwt(per_task, Routing::Oracle), 0.0);
+    // The shared MoE-LoRA forgets too.
+    assert!(
+        bwt(moe, Routing::Routed) < mose_bwt - 0.1,
+        "MoE-LoRA BWT {}",
+        bwt(moe, Routing::Routed)
+    );
+    // Capacity: MoSE keeps 2 experts per task at most; a shared LoRA never grows.
+    assert!(
+        mose.capacity
+            .windows(2)
+            .all(|w| w[1].experts_total <= w[0].experts_total + 2)
+    );
+    assert!(
+        seq.capacity
+            .iter()
+            .all(|c| c.total_params == seq.capacity[0].total_params)
+    );
+}
+
+#[test]
+fn learning_a_task_leaves_every_earlier_tensor_bit_for_bit() {
+    let device = Device::flex();
+    let tokenizer = Tokenizer::from_json(TOKENIZER).unwrap();
+    let pad = tokenizer.special().pad.unwrap();
+    let model = tiny_llama(1, &device);
+    let splits = task_splits(&tokenizer, 24, 5);
+    let config = TrainConfig::new()
+        .with_steps_per_task(10)
+        .with_learning_rate(1e-2);
+    let mut learner = learner(Method::Mose, &model, &device);
+    let mut saved = Vec::new();
+    for split in &splits {
+        pollster::block_on(learn_task(
+            &model,
+            &mut learner,
+            split.name,
+            &split.train,
+            pad,
+            &config,
+            &device,
+            &mut |_| Flow::Continue,
+        ))
+        .unwrap()
+        .unwrap();
+        saved.push(pollster::block_on(learner.to_bytes(model.config())).unwrap());
+    }
+    for t in 1..saved.len() {
+        let before = SafeTensors::deserialize(&saved[t - 1]).unwrap();
+        let after = SafeTensors::deserialize(&saved[t]).unwrap();
+        let mut checked = 0;
+        for (name, tensor) in before.tensors() {
+            let later = after
+                .tensor(&name)
+                .unwrap_or_else(|_| panic!("{name} is gone after task {t}"));
+            assert_eq!(tensor.shape(), later.shape(), "{name}");
+            assert!(
+                tensor.data() == later.data(),
+                "{name} changed while task {t} was learned"
+            );
+            checked += 1;
+        }
+        // Task 0's key, gates, modulation and experts at 8 sites, at least.
+        assert!(checked > 8 * t, "only {checked} tensors checked");
+    }
+}
+
+#[test]
+fn a_saved_state_loads_back_exactly_and_scores_the_same() {
+    let device = Device::flex();
+    let tokenizer = Tokenizer::from_json(TOKENIZER).unwrap();
+    let pad = tokenizer.special().pad.unwrap();
+    let model = tiny_llama(1, &device);
+    let splits = task_splits(&tokenizer, 24, 5);
+    let config = TrainConfig::new()
+        .with_steps_per_task(8)
+        .with_learning_rate(1e-2);
+    for method in Method::ALL {
+        let mut learner = learner(method, &model, &device);
+        for split in &splits[..2] {
+            pollster::block_on(learn_task(
+                &model,
+                &mut learner,
+                split.name,
+                &split.train,
+                pad,
+                &config,
+                &device,
+                &mut |_| Flow::Continue,
+            ))
+            .unwrap();
+        }
+        let bytes = pollster::block_on(learner.to_bytes(model.config())).unwrap();
+        let loaded = Learner::from_bytes(&bytes, model.config(), &device).unwrap();
+        assert_eq!(loaded.task_names(), learner.task_names());
+        assert_eq!(loaded.capacity(), learner.capacity());
+        assert_eq!(
+            pollster::block_on(loaded.to_bytes(model.config())).unwrap(),
+            bytes,
+            "{}",
+            method.name()
+        );
+        let score = |l: &Learner| {
+            pollster::block_on(mose_lab::eval::score_task(
+                &model,
+                Some(l),
+                1,
+                &splits[1].heldout,
+                pad,
+                Routing::Routed,
+                8,
+                &device,
+            ))
+            .unwrap()
+        };
+        assert_eq!(score(&loaded), score(&learner), "{}", method.name());
+    }
+}
+
+#[test]
+fn a_bad_state_file_gives_a_typed_error() {
+    let device = Device::flex();
+    let tokenizer = Tokenizer::from_json(TOKENIZER).unwrap();
+    let pad = tokenizer.special().pad.unwrap();
+    let mut model = tiny_llama(1, &device);
+    // A model checkpoint is safetensors too, but not a state.
+    let weights = pollster::block_on(model.to_safetensors(None)).unwrap();
+    let splits = task_splits(&tokenizer, 24, 5);
+    let config = TrainConfig::new().with_steps_per_task(2);
+    let mut learner = learner(Method::Mose, &model, &device);
+    pollster::block_on(learn_task(
+        &model,
+        &mut learner,
+        "counting",
+        &splits[0].train,
+        pad,
+        &config,
+        &device,
+        &mut |_| Flow::Continue,
+    ))
+    .unwrap();
+    let bytes = pollster::block_on(learner.to_bytes(model.config())).unwrap();
+    let load = |b: &[u8]| Learner::from_bytes(b, model.config(), &device).unwrap_err();
+
+    assert!(matches!(
+        load(b"PK\x03\x04 a zip file"),
+        MoseError::NotAState { .. }
+    ));
+    assert!(matches!(
+        load(&bytes[..bytes.len() / 2]),
+        MoseError::NotAState { .. }
+    ));
+    assert!(matches!(load(&[]), MoseError::NotAState { .. }));
+    assert!(matches!(load(&weights), MoseError::NotAState { .. }));
+
+    // The same tensors under a rewritten description.
+    let rewrite = |edit: &dyn Fn(&mut serde_json::Value), drop: Option<&str>| -> Vec<u8> {
+        let file = SafeTensors::deserialize(&bytes).unwrap();
+        let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+        let mut header: serde_json::Value =
+            serde_json::from_str(&meta.metadata().as_ref().unwrap()["mose_lab_state"]).unwrap();
+        edit(&mut header);
+        let metadata =
+            std::collections::HashMap::from([("mose_lab_state".to_string(), header.to_string())]);
+        let tensors: Vec<_> = file
+            .tensors()
+            .into_iter()
+            .filter(|(name, _)| Some(name.as_str()) != drop)
+            .collect();
+        safetensors::serialize(tensors, Some(metadata)).unwrap()
+    };
+    let newer = rewrite(&|h| h["format_version"] = 2.into(), None);
+    assert!(matches!(
+        load(&newer),
+        MoseError::UnsupportedVersion {
+            found: 2,
+            expected: 1
+        }
+    ));
+    let other_model = rewrite(&|h| h["model"]["hidden_size"] = 128.into(), None);
+    let err = load(&other_model);
+    assert!(matches!(err, MoseError::WrongModel { .. }), "{err}");
+    let missing = rewrite(&|_| {}, Some("tasks.0.key"));
+    assert!(
+        matches!(load(&missing), MoseError::MissingTensor { ref name } if name == "tasks.0.key")
+    );
+    let wrong_rank = rewrite(&|h| h["config"]["rank"] = 3.into(), None);
+    assert!(matches!(load(&wrong_rank), MoseError::WrongShape { .. }));
+    // Every message says what to do.
+    for err in [
+        load(b"nope"),
+        load(&newer),
+        load(&other_model),
+        load(&missing),
+    ] {
+        let message = err.to_string();
+        assert!(
+            ["choose", "update", "load it with", "save it again"]
+                .iter()
+                .any(|hint| message.contains(hint)),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn the_short_sequence_matches_the_recorded_native_run() {
+    let device = Device::flex();
+    let report = pollster::block_on(SHORT_SEQUENCE.run(&device));
+    print_report(&report);
+    if std::env::var_os("MOSE_WRITE_FIXTURES").is_some() {
+        std::fs::write(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/mose/short-sequence.json"
+            ),
+            serde_json::to_string_pretty(&common::mose::Recorded::of(&report)).unwrap() + "\n",
+        )
+        .unwrap();
+        return;
+    }
+    assert_matches_recorded(&report, "native cpu");
+}
+
+#[cfg(feature = "wgpu-tests")]
+#[test]
+fn the_short_sequence_on_wgpu_matches_the_recorded_native_run() {
+    let device = pollster::block_on(mose_lab::backend::gpu())
+        .expect("a wgpu adapter")
+        .device;
+    let report = pollster::block_on(SHORT_SEQUENCE.run(&device));
+    print_report(&report);
+    assert_matches_recorded(&report, "wgpu");
+}
