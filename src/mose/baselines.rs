@@ -15,7 +15,7 @@ use rand::{RngExt, SeedableRng};
 
 use super::mixture::{ExpertWeights, Mixture, SiteMix};
 use super::pool::{SubExpert, SubExpertPool};
-use super::{MoseConfig, SiteSpec};
+use super::{MoseConfig, SiteSpec, fresh_experts};
 
 /// One adapter shared by every task.
 #[derive(Module, Debug)]
@@ -36,19 +36,7 @@ impl SharedLora {
         seed: u64,
         device: &Device,
     ) -> Self {
-        let experts_per_site = (0..experts)
-            .map(|j| {
-                sites
-                    .iter()
-                    .enumerate()
-                    .map(|(s, spec)| {
-                        let expert_seed = seed
-                            ^ ((j * sites.len() + s) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                        spec.expert(config).init(expert_seed, device)
-                    })
-                    .collect()
-            })
-            .collect();
+        let experts_per_site = fresh_experts(sites, config, experts, seed, device);
         let routers = if experts > 1 {
             let mut rng = StdRng::seed_from_u64(seed ^ 0x005E_ED0F_C0DE);
             sites

@@ -601,6 +601,30 @@ impl Learner {
     }
 }
 
+/// `count` fresh sub-experts at every site: `experts[j][s]`, each drawn from
+/// its own seed so that no two share values.
+fn fresh_experts(
+    sites: &[SiteSpec],
+    config: &MoseConfig,
+    count: usize,
+    seed: u64,
+    device: &Device,
+) -> Vec<Vec<SubExpert>> {
+    (0..count)
+        .map(|j| {
+            sites
+                .iter()
+                .enumerate()
+                .map(|(s, spec)| {
+                    let expert_seed =
+                        seed ^ ((j * sites.len() + s) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    spec.expert(config).init(expert_seed, device)
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// Every kept sub-expert in global order: task by task, own experts in order.
 fn experts_of(tasks: &[LearnedTask]) -> Vec<&Vec<SubExpert>> {
     tasks.iter().flat_map(|t| t.params.experts.iter()).collect()

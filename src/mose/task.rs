@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::mixture::MASKED_LOGIT;
 use super::pool::SubExpert;
-use super::{MoseConfig, MoseError, SiteSpec};
+use super::{MoseConfig, MoseError, SiteSpec, fresh_experts};
 
 /// What task `t` trains: handed to the optimizer while the task is learned,
 /// frozen for good afterwards.
@@ -39,19 +39,7 @@ impl TaskParams {
         device: &Device,
     ) -> Self {
         let new = config.new_experts_per_task;
-        let experts = (0..new)
-            .map(|j| {
-                sites
-                    .iter()
-                    .enumerate()
-                    .map(|(s, spec)| {
-                        let expert_seed = seed
-                            ^ ((j * sites.len() + s) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                        spec.expert(config).init(expert_seed, device)
-                    })
-                    .collect()
-            })
-            .collect();
+        let experts = fresh_experts(sites, config, new, seed, device);
         let mut logits = vec![config.reuse_bias as f32; old];
         logits.extend(std::iter::repeat_n(0.0f32, new));
         let gates = sites
