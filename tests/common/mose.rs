@@ -237,7 +237,10 @@ pub fn assert_matches_recorded(report: &SequenceReport, device: &str) {
     let diffs = [
         (
             "base",
-            worst(std::slice::from_ref(&found.base), std::slice::from_ref(&recorded.base)),
+            worst(
+                std::slice::from_ref(&found.base),
+                std::slice::from_ref(&recorded.base),
+            ),
         ),
         ("routed R", worst(&found.routed, &recorded.routed)),
         ("oracle R", worst(&found.oracle, &recorded.oracle)),
