@@ -537,14 +537,26 @@ pub(crate) async fn example_queries(
         let refs: Vec<&Example> = chunk.iter().collect();
         let batch = PaddedBatch::new(&refs, pad_id);
         let (ids, _) = batch_tensors(&batch, device);
-        let mask = Tensor::from_data(
-            TensorData::new(batch.query_mask.clone(), [batch.batch, batch.len]),
-            device,
-        );
-        out.extend(read_vec(query_features(model, ids, mask, learner.query_layer())).await?);
+        out.extend(batch_queries(model, learner, &batch, ids, device).await?);
         crate::backend::yield_now().await;
     }
     Ok(out)
+}
+
+/// Unit query features of the rows of `batch` (whose ids are `ids`),
+/// `[batch, hidden]` row-major on the host.
+pub(crate) async fn batch_queries(
+    model: &Llama,
+    learner: &Learner,
+    batch: &PaddedBatch,
+    ids: Tensor<2, Int>,
+    device: &Device,
+) -> Result<Vec<f32>, MoseError> {
+    let mask = Tensor::from_data(
+        TensorData::new(batch.query_mask.clone(), [batch.batch, batch.len]),
+        device,
+    );
+    read_vec(query_features(model, ids, mask, learner.query_layer())).await
 }
 
 /// Scales every gradient by `min(1, max_norm / |g|)`, `|g|` the L2 norm of

@@ -10,13 +10,13 @@
 
 pub mod metrics;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Example, PaddedBatch};
 use crate::model::{Llama, next_token_nll};
-use crate::mose::{Learner, MoseError, Route, query_features, read_vec};
-use crate::train::batch_tensors;
+use crate::mose::{Learner, MoseError, Route, read_vec};
+use crate::train::{batch_queries, batch_tensors};
 
 /// How a sequence's adapter is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,7 +65,9 @@ pub async fn score_task(
         let batch = PaddedBatch::new(&refs, pad_id);
         let (ids, targets) = batch_tensors(&batch, device);
         let routes = match learner {
-            Some(learner) => routes_for(model, learner, task, &batch, routing, device).await?,
+            Some(learner) => {
+                routes_for(model, learner, task, &batch, ids.clone(), routing, device).await?
+            }
             None => vec![Route::oracle(task, 0); chunk.len()],
         };
         routed_to.extend(routes.iter().map(Route::top));
@@ -111,6 +113,7 @@ async fn routes_for(
     learner: &Learner,
     task: usize,
     batch: &PaddedBatch,
+    ids: Tensor<2, Int>,
     routing: Routing,
     device: &Device,
 ) -> Result<Vec<Route>, MoseError> {
@@ -121,12 +124,7 @@ async fn routes_for(
     if routing == Routing::Oracle || learner.tasks_learned() == 0 {
         return Ok(vec![learner.oracle_route(task); batch.batch]);
     }
-    let (ids, _) = batch_tensors(batch, device);
-    let mask = Tensor::from_data(
-        TensorData::new(batch.query_mask.clone(), [batch.batch, batch.len]),
-        device,
-    );
-    let queries = read_vec(query_features(model, ids, mask, learner.query_layer())).await?;
+    let queries = batch_queries(model, learner, batch, ids, device).await?;
     let hidden = model.config().hidden_size;
     Ok(queries.chunks(hidden).map(|q| learner.route(q)).collect())
 }

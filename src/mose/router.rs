@@ -95,20 +95,9 @@ impl Route {
     /// Picks the `top_k` largest scores and mixes them with
     /// `softmax(score / temperature)`. Ties go to the earlier task.
     pub(crate) fn from_scores(scores: Vec<f32>, top_k: usize, temperature: f64) -> Self {
-        let mut order: Vec<usize> = (0..scores.len()).collect();
-        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-        order.truncate(top_k);
-        let best = order.first().map_or(0.0, |&t| scores[t] as f64);
-        let exp: Vec<f64> = order
-            .iter()
-            .map(|&t| ((scores[t] as f64 - best) / temperature).exp())
-            .collect();
-        let total: f64 = exp.iter().sum();
-        let chosen = order
-            .iter()
-            .zip(&exp)
-            .map(|(&t, e)| (t, (e / total) as f32))
-            .collect();
+        let order = ranked(&scores, top_k);
+        let weights = softmax_at(&scores, &order, temperature);
+        let chosen = order.into_iter().zip(weights).collect();
         Self { scores, chosen }
     }
 
@@ -124,6 +113,30 @@ impl Route {
             },
         }
     }
+}
+
+/// Positions of the `top_k` largest values, largest first; ties go to the
+/// earlier position. Ranks tasks for the router and sub-experts for a gate.
+pub(crate) fn ranked(values: &[f32], top_k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
+    order.truncate(top_k);
+    order
+}
+
+/// `softmax(values[p] / temperature)` over the positions `at`, in that order
+/// (computed in f64 from the largest value down, so it never overflows).
+pub(crate) fn softmax_at(values: &[f32], at: &[usize], temperature: f64) -> Vec<f32> {
+    let best = at
+        .iter()
+        .map(|&p| values[p] as f64)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let exp: Vec<f64> = at
+        .iter()
+        .map(|&p| ((values[p] as f64 - best) / temperature).exp())
+        .collect();
+    let total: f64 = exp.iter().sum();
+    exp.iter().map(|e| (e / total) as f32).collect()
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::mixture::MASKED_LOGIT;
 use super::pool::SubExpert;
+use super::router::{ranked, softmax_at};
 use super::{MoseConfig, MoseError, SiteSpec, fresh_experts};
 
 /// What task `t` trains: handed to the optimizer while the task is learned,
@@ -87,11 +88,6 @@ impl TaskParams {
                 softmax(logits + mask, 0)
             }
         }
-    }
-
-    /// Trainable values in this task's state.
-    pub(crate) fn num_values(&self) -> usize {
-        self.num_params()
     }
 }
 
@@ -194,7 +190,7 @@ impl LearnedTask {
             gates: new_gates,
             modulation,
         };
-        let trainable = params.num_values();
+        let trainable = params.num_params();
         let (experts_before, params_before) = total_before;
         let capacity = Capacity {
             experts_total: experts_before + kept.len(),
@@ -217,28 +213,17 @@ impl LearnedTask {
 
 /// `w_t` once settled: a softmax over the chosen logits, zero elsewhere.
 pub(crate) fn settled_weights(logits: &[f32], chosen: &[usize]) -> Vec<f32> {
-    let max = chosen
-        .iter()
-        .map(|&p| logits[p])
-        .fold(f32::NEG_INFINITY, f32::max);
     let mut weights = vec![0.0f32; logits.len()];
-    let mut total = 0.0f64;
-    for &p in chosen {
-        let e = ((logits[p] - max) as f64).exp();
-        weights[p] = e as f32;
-        total += e;
-    }
-    for w in &mut weights {
-        *w = (*w as f64 / total) as f32;
+    for (&p, w) in chosen.iter().zip(softmax_at(logits, chosen, 1.0)) {
+        weights[p] = w;
     }
     weights
 }
 
-/// The `top_k` largest logits' positions, ties to the earlier position.
+/// The `top_k` largest logits' positions in ascending order, ties to the
+/// earlier position.
 pub(crate) fn top_positions(logits: &[f32], top_k: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
-    order.truncate(top_k);
+    let mut order = ranked(logits, top_k);
     order.sort_unstable();
     order
 }
