@@ -1,19 +1,16 @@
 //! The MoSE engine natively (MOSE.md, "Invariants the tests must hold"): a
 //! continual sequence where MoSE remembers and seq-lora forgets, earlier tasks
-//! left bit for bit, save and load, and the short sequence the browser test
-//! repeats on WebGPU.
+//! left bit for bit, save and load, and a short sequence whose metrics are
+//! recorded for other devices to match.
 
 mod common;
 
 use burn::tensor::Device;
-use common::mose::{
-    SHORT_SEQUENCE, TOKENIZER, assert_matches_recorded, learner, run, task_splits, tiny_llama,
-};
+use common::mose::{SHORT_SEQUENCE, Setup, assert_matches_recorded, learner, run, setup};
 use mose_lab::eval::Routing;
 use mose_lab::mose::{Learner, Method, MoseError};
 use mose_lab::sequence::SequenceReport;
-use mose_lab::tokenizer::Tokenizer;
-use mose_lab::train::{Flow, TrainConfig, learn_task};
+use mose_lab::train::TrainConfig;
 use safetensors::SafeTensors;
 
 fn print_report(report: &SequenceReport) {
@@ -32,10 +29,7 @@ fn print_report(report: &SequenceReport) {
 #[test]
 fn mose_remembers_where_seq_lora_forgets() {
     let device = Device::flex();
-    let tokenizer = Tokenizer::from_json(TOKENIZER).unwrap();
-    let pad = tokenizer.special().pad.unwrap();
-    let model = tiny_llama(1, &device);
-    let splits = task_splits(&tokenizer, 64, 3);
+    let Setup { model, pad, splits } = setup(64, 3, &device);
     let config = TrainConfig::new()
         .with_steps_per_task(120)
         .with_learning_rate(1e-2);
@@ -101,28 +95,15 @@ fn mose_remembers_where_seq_lora_forgets() {
 #[test]
 fn learning_a_task_leaves_every_earlier_tensor_bit_for_bit() {
     let device = Device::flex();
-    let tokenizer = Tokenizer::from_json(TOKENIZER).unwrap();
-    let pad = tokenizer.special().pad.unwrap();
-    let model = tiny_llama(1, &device);
-    let splits = task_splits(&tokenizer, 24, 5);
+    let s = setup(24, 5, &device);
+    let (model, splits) = (&s.model, &s.splits);
     let config = TrainConfig::new()
         .with_steps_per_task(10)
         .with_learning_rate(1e-2);
-    let mut learner = learner(Method::Mose, &model, &device);
+    let mut learner = learner(Method::Mose, model, &device);
     let mut saved = Vec::new();
-    for split in &splits {
-        pollster::block_on(learn_task(
-            &model,
-            &mut learner,
-            split.name,
-            &split.train,
-            pad,
-            &config,
-            &device,
-            &mut |_| Flow::Continue,
-        ))
-        .unwrap()
-        .unwrap();
+    for split in splits {
+        pollster::block_on(s.learn(&mut learner, split, &config, &device));
         saved.push(pollster::block_on(learner.to_bytes(model.config())).unwrap());
     }
     for t in 1..saved.len() {
@@ -148,27 +129,15 @@ fn learning_a_task_leaves_every_earlier_tensor_bit_for_bit() {
 #[test]
 fn a_saved_state_loads_back_exactly_and_scores_the_same() {
     let device = Device::flex();
-    let tokenizer = Tokenizer::from_json(TOKENIZER).unwrap();
-    let pad = tokenizer.special().pad.unwrap();
-    let model = tiny_llama(1, &device);
-    let splits = task_splits(&tokenizer, 24, 5);
+    let s = setup(24, 5, &device);
+    let (model, pad, splits) = (&s.model, s.pad, &s.splits);
     let config = TrainConfig::new()
         .with_steps_per_task(8)
         .with_learning_rate(1e-2);
     for method in Method::ALL {
-        let mut learner = learner(method, &model, &device);
+        let mut learner = learner(method, model, &device);
         for split in &splits[..2] {
-            pollster::block_on(learn_task(
-                &model,
-                &mut learner,
-                split.name,
-                &split.train,
-                pad,
-                &config,
-                &device,
-                &mut |_| Flow::Continue,
-            ))
-            .unwrap();
+            pollster::block_on(s.learn(&mut learner, split, &config, &device));
         }
         let bytes = pollster::block_on(learner.to_bytes(model.config())).unwrap();
         let loaded = Learner::from_bytes(&bytes, model.config(), &device).unwrap();
@@ -182,7 +151,7 @@ fn a_saved_state_loads_back_exactly_and_scores_the_same() {
         );
         let score = |l: &Learner| {
             pollster::block_on(mose_lab::eval::score_task(
-                &model,
+                model,
                 Some(l),
                 1,
                 &splits[1].heldout,
@@ -200,25 +169,14 @@ fn a_saved_state_loads_back_exactly_and_scores_the_same() {
 #[test]
 fn a_bad_state_file_gives_a_typed_error() {
     let device = Device::flex();
-    let tokenizer = Tokenizer::from_json(TOKENIZER).unwrap();
-    let pad = tokenizer.special().pad.unwrap();
-    let mut model = tiny_llama(1, &device);
+    let mut s = setup(24, 5, &device);
     // A model checkpoint is safetensors too, but not a state.
-    let weights = pollster::block_on(model.to_safetensors(None)).unwrap();
-    let splits = task_splits(&tokenizer, 24, 5);
+    let weights = pollster::block_on(s.model.to_safetensors(None)).unwrap();
+    let s = s;
+    let (model, splits) = (&s.model, &s.splits);
     let config = TrainConfig::new().with_steps_per_task(2);
-    let mut learner = learner(Method::Mose, &model, &device);
-    pollster::block_on(learn_task(
-        &model,
-        &mut learner,
-        "counting",
-        &splits[0].train,
-        pad,
-        &config,
-        &device,
-        &mut |_| Flow::Continue,
-    ))
-    .unwrap();
+    let mut learner = learner(Method::Mose, model, &device);
+    pollster::block_on(s.learn(&mut learner, &splits[0], &config, &device));
     let bytes = pollster::block_on(learner.to_bytes(model.config())).unwrap();
     let load = |b: &[u8]| Learner::from_bytes(b, model.config(), &device).unwrap_err();
 

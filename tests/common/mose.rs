@@ -11,7 +11,7 @@ use mose_lab::model::{HfParam, Llama, LlamaConfig};
 use mose_lab::mose::{Learner, Method, MoseConfig};
 use mose_lab::sequence::{SequenceReport, SequenceTask, run_sequence};
 use mose_lab::tokenizer::Tokenizer;
-use mose_lab::train::{Flow, TrainConfig};
+use mose_lab::train::{Flow, TrainConfig, learn_task};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -168,6 +168,49 @@ pub async fn run(
     .expect("nothing stops it")
 }
 
+/// The tiny model, the fixture tokenizer's pad id, and the synthetic tasks
+/// (`samples` each) split and tokenized with `seed`.
+pub struct Setup {
+    pub model: Llama,
+    pub pad: u32,
+    pub splits: Vec<TaskSplit>,
+}
+
+pub fn setup(samples: usize, seed: u64, device: &Device) -> Setup {
+    let tokenizer = Tokenizer::from_json(TOKENIZER).expect("the fixture tokenizer");
+    Setup {
+        model: tiny_llama(1, device),
+        pad: tokenizer.special().pad.expect("a pad token"),
+        splits: task_splits(&tokenizer, samples, seed),
+    }
+}
+
+impl Setup {
+    /// Learns `split` to the end with `learner`.
+    pub async fn learn(
+        &self,
+        learner: &mut Learner,
+        split: &TaskSplit,
+        config: &TrainConfig,
+        device: &Device,
+    ) {
+        let model = &self.model;
+        learn_task(
+            model,
+            learner,
+            split.name,
+            &split.train,
+            self.pad,
+            config,
+            device,
+            &mut |_| Flow::Continue,
+        )
+        .await
+        .expect("the task trains")
+        .expect("nothing stops it");
+    }
+}
+
 /// A sequence short enough for WebGPU on a software adapter in the browser.
 pub struct ShortSequence {
     pub samples: usize,
@@ -188,11 +231,16 @@ pub fn short_config() -> TrainConfig {
 impl ShortSequence {
     /// MoSE over the three synthetic tasks on `device`.
     pub async fn run(&self, device: &Device) -> SequenceReport {
-        let tokenizer = Tokenizer::from_json(TOKENIZER).expect("the fixture tokenizer");
-        let pad = tokenizer.special().pad.expect("a pad token");
-        let model = tiny_llama(1, device);
-        let splits = task_splits(&tokenizer, self.samples, 3);
-        run(Method::Mose, &model, &splits, pad, &short_config(), device).await
+        let s = setup(self.samples, 3, device);
+        run(
+            Method::Mose,
+            &s.model,
+            &s.splits,
+            s.pad,
+            &short_config(),
+            device,
+        )
+        .await
     }
 }
 
