@@ -15,6 +15,7 @@ pub mod data;
 pub mod eval;
 pub mod model;
 pub mod mose;
+pub mod optim;
 pub mod sequence;
 pub mod tokenizer;
 pub mod train;

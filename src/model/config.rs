@@ -237,21 +237,21 @@ impl LlamaConfig {
                 return unsupported(field, "0".into(), "it must be at least 1");
             }
         }
-        if self.num_attention_heads % self.kv_heads() != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.kv_heads()) {
             return unsupported(
                 "num_key_value_heads",
                 self.kv_heads().to_string(),
                 "it must divide num_attention_heads",
             );
         }
-        if self.head_dim.is_none() && self.hidden_size % self.num_attention_heads != 0 {
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return unsupported(
                 "num_attention_heads",
                 self.num_attention_heads.to_string(),
                 "it must divide hidden_size when head_dim is not given",
             );
         }
-        if self.head_width() % 2 != 0 {
+        if !self.head_width().is_multiple_of(2) {
             return unsupported(
                 "head_dim",
                 self.head_width().to_string(),
@@ -272,14 +272,14 @@ impl LlamaConfig {
                 "biases are not supported",
             );
         }
-        if !(self.rms_norm_eps > 0.0) {
+        if self.rms_norm_eps.is_nan() || self.rms_norm_eps <= 0.0 {
             return unsupported(
                 "rms_norm_eps",
                 self.rms_norm_eps.to_string(),
                 "it must be positive",
             );
         }
-        if !(self.rope_base() > 0.0) {
+        if self.rope_base().is_nan() || self.rope_base() <= 0.0 {
             return unsupported(
                 "rope_theta",
                 self.rope_base().to_string(),

@@ -110,7 +110,8 @@ pub fn assert_close(what: &str, found: &[f32], expected: &[f32], tolerance: f32)
     let (mut worst, mut at) = (0.0f32, 0);
     for (i, (a, b)) in found.iter().zip(expected).enumerate() {
         let diff = (a - b).abs();
-        if !(diff <= worst) {
+        // A NaN difference counts as the worst.
+        if diff.is_nan() || diff > worst {
             (worst, at) = (diff, i);
         }
     }

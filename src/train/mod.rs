@@ -11,18 +11,23 @@
 //! global norm, as PyTorch's `clip_grad_norm_` does.
 
 use burn::config::Config;
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::module::Module;
+use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
+mod checkpoint;
+
+pub use checkpoint::CHECKPOINT_FORMAT_VERSION;
+
 use crate::data::{Batches, Example, PaddedBatch};
 use crate::model::{Llama, next_token_nll};
 use crate::mose::{
-    Capacity, Learner, MoseError, SharedLora, TaskParams, pull_loss, push_loss, query_features,
-    read_vec, top_positions, unit,
+    Capacity, Learner, Method, MoseError, SharedLora, TaskParams, pull_loss, push_loss,
+    query_features, read_vec, top_positions, unit,
 };
+use crate::optim::{AdamWSettings, FlatAdamW};
 
 /// How each task is trained; serialised with each run.
 #[derive(Config, Debug, PartialEq)]
@@ -45,6 +50,12 @@ pub struct TrainConfig {
     /// AdamW's decoupled weight decay.
     #[config(default = 0.0)]
     pub weight_decay: f64,
+    /// AdamW's decay of the first moment.
+    #[config(default = 0.9)]
+    pub adam_beta_1: f64,
+    /// AdamW's decay of the second moment.
+    #[config(default = 0.999)]
+    pub adam_beta_2: f64,
     /// AdamW's epsilon.
     #[config(default = 1e-8)]
     pub adam_epsilon: f64,
@@ -71,6 +82,17 @@ impl TrainConfig {
         let progress = ((step - warmup) as f64 / decay as f64).min(1.0);
         let min = self.learning_rate * self.min_lr_fraction;
         min + (self.learning_rate - min) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+    }
+
+    /// AdamW's constants.
+    pub fn adam_settings(&self) -> AdamWSettings {
+        AdamWSettings {
+            beta_1: self.adam_beta_1,
+            beta_2: self.adam_beta_2,
+            epsilon: self.adam_epsilon,
+            weight_decay: self.weight_decay,
+            clip_norm: self.grad_clip_norm,
+        }
     }
 
     fn validate(&self) -> Result<(), TrainError> {
@@ -213,10 +235,15 @@ enum Trainable {
 /// One task being learned.
 pub struct TaskRun {
     name: String,
+    method: Method,
+    /// The tasks the learner held when this run started.
+    learned_before: Vec<String>,
+    /// Training examples the run was started with.
+    examples: usize,
     step: usize,
     steps: usize,
     batches: Batches,
-    optimizer: ModuleOptimizer,
+    optimizer: FlatAdamW,
     trainable: Option<Trainable>,
     /// Unit query features of the training examples, `[n, hidden]` row-major
     /// (routed methods only).
@@ -247,15 +274,17 @@ impl TaskRun {
         if examples.is_empty() {
             return Err(TrainError::NoExamples { task: name.into() });
         }
-        let hidden = model.config().hidden_size;
         let batches = Batches::new(examples.len(), config.batch_size, config.seed);
+        let queries = match learner.shared() {
+            Some(_) => Vec::new(),
+            None => example_queries(model, learner, examples, pad_id, config, device).await?,
+        };
         let train_device = device.clone().autodiff();
-        let (trainable, queries) = match learner.shared() {
-            Some(shared) => (Trainable::Shared(shared.clone().train()), Vec::new()),
+        let trainable = match learner.shared() {
+            Some(shared) => Trainable::Shared(shared.clone().train()),
             None => {
-                let queries =
-                    example_queries(model, learner, examples, pad_id, config, device).await?;
                 // Key: the normalised mean query of the first batches.
+                let hidden = model.config().hidden_size;
                 let mut first = batches.clone();
                 let mut mean = vec![0.0f64; hidden];
                 let mut count = 0usize;
@@ -268,23 +297,21 @@ impl TaskRun {
                     }
                 }
                 let key: Vec<f32> = mean.iter().map(|m| (m / count as f64) as f32).collect();
-                let params = learner.new_task(unit(&key), &train_device);
-                (Trainable::Task(params), queries)
+                Trainable::Task(learner.new_task(unit(&key), &train_device))
             }
         };
-        let optimizer = AdamWConfig::new()
-            .with_weight_decay(config.weight_decay as f32)
-            .with_epsilon(config.adam_epsilon as f32)
-            .init();
         Ok(Self {
             name: name.into(),
+            method: learner.method(),
+            learned_before: learner.task_names().iter().map(|n| n.to_string()).collect(),
+            examples: examples.len(),
             step: 0,
             steps: config.steps_per_task,
             batches,
-            optimizer,
+            optimizer: FlatAdamW::new(config.adam_settings()),
             trainable: Some(trainable),
             queries,
-            hidden,
+            hidden: model.config().hidden_size,
             settled: None,
             losses: Vec::new(),
             config: config.clone(),
@@ -453,16 +480,13 @@ impl TaskRun {
         }
         let learning_rate = self.config.learning_rate_at(self.step, self.steps);
         let grads = loss.backward();
-        let clip = self.config.grad_clip_norm;
         let trainable = match trainable {
             Trainable::Task(params) => {
-                let grads =
-                    clip_global_norm(GradientsParams::from_grads(grads, &params), &params, clip);
+                let grads = GradientsParams::from_grads(grads, &params);
                 Trainable::Task(self.optimizer.step(learning_rate, params, grads))
             }
             Trainable::Shared(lora) => {
-                let grads =
-                    clip_global_norm(GradientsParams::from_grads(grads, &lora), &lora, clip);
+                let grads = GradientsParams::from_grads(grads, &lora);
                 Trainable::Shared(self.optimizer.step(learning_rate, lora, grads))
             }
         };
@@ -557,59 +581,4 @@ pub(crate) async fn batch_queries(
         device,
     );
     read_vec(query_features(model, ids, mask, learner.query_layer())).await
-}
-
-/// Scales every gradient by `min(1, max_norm / |g|)`, `|g|` the L2 norm of
-/// all of them together.
-fn clip_global_norm<M: Module>(
-    mut grads: GradientsParams,
-    module: &M,
-    max_norm: f64,
-) -> GradientsParams {
-    struct SumSquares<'a> {
-        grads: &'a GradientsParams,
-        total: Option<Tensor<1>>,
-    }
-    impl ModuleVisitor for SumSquares<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(grad) = self.grads.get::<D>(param.id) {
-                let s = grad.square().sum();
-                self.total = Some(match self.total.take() {
-                    Some(t) => t + s,
-                    None => s,
-                });
-            }
-        }
-    }
-    struct Scale<'a> {
-        grads: &'a mut GradientsParams,
-        factor: Tensor<1>,
-    }
-    impl ModuleVisitor for Scale<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(grad) = self.grads.remove::<D>(param.id) {
-                let factor = self.factor.clone().reshape([1; D]);
-                self.grads.register::<D>(param.id, grad * factor);
-            }
-        }
-    }
-    let mut sum = SumSquares {
-        grads: &grads,
-        total: None,
-    };
-    module.visit(&mut sum);
-    let Some(total) = sum.total else {
-        return grads;
-    };
-    let factor = total
-        .sqrt()
-        .add_scalar(1e-6)
-        .recip()
-        .mul_scalar(max_norm)
-        .clamp_max(1.0);
-    module.visit(&mut Scale {
-        grads: &mut grads,
-        factor,
-    });
-    grads
 }

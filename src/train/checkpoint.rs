@@ -1,0 +1,248 @@
+//! A stopped [`TaskRun`] as bytes, and the run again from them: the same
+//! safetensors-plus-JSON shape as a saved state (ARCHITECTURE.md, "Data that
+//! crosses the boundary"). The tensors are the trainable values and AdamW's
+//! two moments, each one flat vector in the module's visiting order; the JSON
+//! holds the step, the batch order, the settled sets, the losses so far, the
+//! settings, and what the run was started against, so a checkpoint is only
+//! resumed into the learner and the examples it came from.
+//!
+//! The query features are not stored: they come again from the frozen model.
+//! A resumed run therefore takes exactly the steps the uninterrupted run
+//! would have taken (tests/mose.rs).
+
+use std::collections::HashMap;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::SafeTensors;
+use serde::{Deserialize, Serialize};
+
+use super::{TaskRun, TrainConfig, TrainError, Trainable, example_queries};
+use crate::data::{Batches, Example};
+use crate::model::{F32View, Llama};
+use crate::mose::{Learner, Method, read_vec};
+use crate::optim::{self, FlatAdamW};
+
+/// The checkpoint format this build writes and reads.
+pub const CHECKPOINT_FORMAT_VERSION: u32 = 1;
+
+/// The metadata key of the JSON description.
+const CHECKPOINT_KEY: &str = "mose_lab_checkpoint";
+
+const PARAMS: &str = "params";
+const FIRST_MOMENT: &str = "adam.first_moment";
+const SECOND_MOMENT: &str = "adam.second_moment";
+
+/// The JSON half of a checkpoint.
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    format_version: u32,
+    task: String,
+    method: Method,
+    learned_before: Vec<String>,
+    examples: usize,
+    step: usize,
+    steps: usize,
+    batches: Batches,
+    settled: Option<Vec<Vec<usize>>>,
+    losses: Vec<f32>,
+    config: TrainConfig,
+    adam_steps: usize,
+    /// Every trainable tensor's shape, in visiting order.
+    shapes: Vec<Vec<usize>>,
+}
+
+impl TaskRun {
+    /// The run's place as one file, to [`resume`](Self::resume) it later,
+    /// after a reload or on another device.
+    pub async fn checkpoint(&self) -> Result<Vec<u8>, TrainError> {
+        let trainable = self
+            .trainable
+            .as_ref()
+            .expect("a run holds its trainable state");
+        let (params, shapes) = match trainable {
+            Trainable::Task(p) => (optim::flatten(p), optim::shapes(p)),
+            Trainable::Shared(l) => (optim::flatten(l), optim::shapes(l)),
+        };
+        let mut tensors = vec![(PARAMS, read_vec(params).await?)];
+        if let Some((first, second)) = self.optimizer.moments() {
+            tensors.push((FIRST_MOMENT, read_vec(first.clone()).await?));
+            tensors.push((SECOND_MOMENT, read_vec(second.clone()).await?));
+        }
+        let header = Header {
+            format_version: CHECKPOINT_FORMAT_VERSION,
+            task: self.name.clone(),
+            method: self.method,
+            learned_before: self.learned_before.clone(),
+            examples: self.examples,
+            step: self.step,
+            steps: self.steps,
+            batches: self.batches.clone(),
+            settled: self.settled.clone(),
+            losses: self.losses.clone(),
+            config: self.config.clone(),
+            adam_steps: self.optimizer.time(),
+            shapes,
+        };
+        let json = serde_json::to_string(&header).map_err(|e| bad(e.to_string()))?;
+        let metadata = HashMap::from([(CHECKPOINT_KEY.to_string(), json)]);
+        let lengths: Vec<Vec<usize>> = tensors.iter().map(|(_, v)| vec![v.len()]).collect();
+        let views = tensors
+            .iter()
+            .zip(&lengths)
+            .map(|((name, values), shape)| (*name, F32View { shape, values }));
+        safetensors::serialize(views, Some(metadata)).map_err(|e| bad(e.to_string()))
+    }
+
+    /// The run a [`checkpoint`](Self::checkpoint) holds, for the same
+    /// learner (the tasks it had learned when the run started) and the same
+    /// training examples.
+    ///
+    /// # Errors
+    /// [`TrainError::BadCheckpoint`] for anything else, saying what differs.
+    pub async fn resume(
+        bytes: &[u8],
+        model: &Llama,
+        learner: &Learner,
+        examples: &[Example],
+        pad_id: u32,
+        device: &Device,
+    ) -> Result<Self, TrainError> {
+        let (_, meta) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| bad(format!("it is not a training checkpoint: {e}")))?;
+        let json = meta
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(CHECKPOINT_KEY))
+            .ok_or_else(|| bad("it is not a training checkpoint".into()))?;
+        let version: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
+        let found = version.get("format_version").and_then(|v| v.as_u64());
+        if found != Some(CHECKPOINT_FORMAT_VERSION as u64) {
+            return Err(bad(format!(
+                "it has format version {}, this build reads {CHECKPOINT_FORMAT_VERSION}",
+                found.map_or("none".into(), |v| v.to_string())
+            )));
+        }
+        let header: Header = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
+        if header.method != learner.method() {
+            return Err(bad(format!(
+                "it trains {:?}, the project uses {:?}",
+                header.method,
+                learner.method()
+            )));
+        }
+        if header.learned_before != learner.task_names() {
+            return Err(bad(format!(
+                "it was started after the tasks {:?}, the project has learned {:?}",
+                header.learned_before,
+                learner.task_names()
+            )));
+        }
+        if header.examples != examples.len() {
+            return Err(bad(format!(
+                "it was started with {} training examples, task {} now has {}",
+                header.examples,
+                header.task,
+                examples.len()
+            )));
+        }
+        if header.step > header.steps || header.losses.len() != header.step {
+            return Err(bad("its step count is inconsistent".into()));
+        }
+        let file = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
+        let values = |name: &str| -> Result<Option<Tensor<1>>, TrainError> {
+            let Ok(view) = file.tensor(name) else {
+                return Ok(None);
+            };
+            if view.dtype() != safetensors::Dtype::F32 || view.shape().len() != 1 {
+                return Err(bad(format!("its tensor {name} is not a vector of f32")));
+            }
+            let host: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            let n = host.len();
+            Ok(Some(Tensor::from_data(TensorData::new(host, [n]), device)))
+        };
+
+        let train_device = device.clone().autodiff();
+        let skeleton = match learner.shared() {
+            Some(shared) => Trainable::Shared(shared.clone()),
+            None => Trainable::Task(
+                learner.new_task(vec![0.0; model.config().hidden_size], &train_device),
+            ),
+        };
+        let shapes = match &skeleton {
+            Trainable::Task(p) => optim::shapes(p),
+            Trainable::Shared(l) => optim::shapes(l),
+        };
+        if shapes != header.shapes {
+            return Err(bad(format!(
+                "its tensors have the shapes {:?}, this task's are {shapes:?}",
+                header.shapes
+            )));
+        }
+        let total: usize = shapes.iter().map(|s| s.iter().product::<usize>()).sum();
+        let sized = |name: &str| -> Result<Option<Tensor<1>>, TrainError> {
+            match values(name)? {
+                Some(v) if v.dims()[0] != total => Err(bad(format!(
+                    "its tensor {name} has {} values, the task has {total}",
+                    v.dims()[0]
+                ))),
+                found => Ok(found),
+            }
+        };
+        let params = sized(PARAMS)?.ok_or_else(|| bad(format!("it has no {PARAMS}")))?;
+        let settings = header.config.adam_settings();
+        let optimizer = match (sized(FIRST_MOMENT)?, sized(SECOND_MOMENT)?) {
+            (Some(first), Some(second)) if header.adam_steps > 0 => {
+                FlatAdamW::resume(settings, header.adam_steps, first, second)
+            }
+            (None, None) if header.adam_steps == 0 => FlatAdamW::new(settings),
+            _ => return Err(bad("its optimizer state is incomplete".into())),
+        };
+        let trainable = match skeleton {
+            Trainable::Task(p) => {
+                let fits = |sets: &Vec<Vec<usize>>| {
+                    sets.len() == p.gates.len()
+                        && sets.iter().zip(&p.gates).all(|(set, gate)| {
+                            let [visible] = gate.val().dims();
+                            set.iter().all(|&i| i < visible)
+                        })
+                };
+                if header.settled.as_ref().is_some_and(|sets| !fits(sets)) {
+                    return Err(bad("its settled sub-experts do not fit the task".into()));
+                }
+                Trainable::Task(optim::unflatten(p, params, true))
+            }
+            Trainable::Shared(l) => Trainable::Shared(optim::unflatten(l, params, true)),
+        };
+        let queries = match learner.shared() {
+            Some(_) => Vec::new(),
+            None => {
+                example_queries(model, learner, examples, pad_id, &header.config, device).await?
+            }
+        };
+        Ok(Self {
+            name: header.task,
+            method: header.method,
+            learned_before: header.learned_before,
+            examples: header.examples,
+            step: header.step,
+            steps: header.steps,
+            batches: header.batches,
+            optimizer,
+            trainable: Some(trainable),
+            queries,
+            hidden: model.config().hidden_size,
+            settled: header.settled,
+            losses: header.losses,
+            config: header.config,
+        })
+    }
+}
+
+fn bad(reason: String) -> TrainError {
+    TrainError::BadCheckpoint { reason }
+}
