@@ -10,7 +10,7 @@ use common::mose::{SHORT_SEQUENCE, Setup, assert_matches_recorded, learner, run,
 use mose_lab::eval::Routing;
 use mose_lab::mose::{Learner, Method, MoseError};
 use mose_lab::sequence::SequenceReport;
-use mose_lab::train::TrainConfig;
+use mose_lab::train::{Flow, RunEnd, StepReport, TaskRun, TrainConfig, TrainError};
 use safetensors::SafeTensors;
 
 fn print_report(report: &SequenceReport) {
@@ -164,6 +164,171 @@ fn a_saved_state_loads_back_exactly_and_scores_the_same() {
         };
         assert_eq!(score(&loaded), score(&learner), "{}", method.name());
     }
+}
+
+/// Learns `split` with a stop after each step of `stops`, where the run is
+/// checkpointed, dropped with its learner, and resumed from bytes into a
+/// learner loaded from the saved state; returns the final state and losses.
+fn learn_with_stops(
+    s: &Setup,
+    saved: &[u8],
+    split: &common::mose::TaskSplit,
+    config: &TrainConfig,
+    stops: &[usize],
+    device: &Device,
+) -> (Vec<u8>, Vec<f32>) {
+    let model = &s.model;
+    let load = || Learner::from_bytes(saved, model.config(), device).unwrap();
+    let mut learner = load();
+    let mut run = pollster::block_on(TaskRun::start(
+        model,
+        &learner,
+        split.name,
+        &split.train,
+        s.pad,
+        config,
+        device,
+    ))
+    .unwrap();
+    for &stop in stops {
+        let mut on_step = |r: &StepReport| match r.step >= stop {
+            true => Flow::Stop,
+            false => Flow::Continue,
+        };
+        let end =
+            pollster::block_on(run.run(model, &learner, &split.train, s.pad, device, &mut on_step))
+                .unwrap();
+        assert_eq!(end, RunEnd::Stopped);
+        assert_eq!(run.step(), stop);
+        let bytes = pollster::block_on(run.checkpoint()).unwrap();
+        drop((run, learner));
+        learner = load();
+        run = pollster::block_on(TaskRun::resume(
+            &bytes,
+            model,
+            &learner,
+            &split.train,
+            s.pad,
+            device,
+        ))
+        .unwrap();
+    }
+    let end =
+        pollster::block_on(
+            run.run(model, &learner, &split.train, s.pad, device, &mut |_| {
+                Flow::Continue
+            }),
+        )
+        .unwrap();
+    assert_eq!(end, RunEnd::Finished);
+    let losses = run.losses.clone();
+    pollster::block_on(run.finish(&mut learner)).unwrap();
+    (
+        pollster::block_on(learner.to_bytes(model.config())).unwrap(),
+        losses,
+    )
+}
+
+#[test]
+fn a_stopped_run_resumed_from_its_checkpoint_ends_as_an_uninterrupted_one() {
+    let device = Device::flex();
+    let s = setup(24, 5, &device);
+    let config = TrainConfig::new()
+        .with_steps_per_task(10)
+        .with_learning_rate(1e-2);
+    for method in [Method::Mose, Method::SeqLora, Method::MoeLora] {
+        // Task 1 after task 0, so the new task sees, and may reuse, old sub-experts.
+        let mut learner = learner(method, &s.model, &device);
+        pollster::block_on(s.learn(&mut learner, &s.splits[0], &config, &device));
+        let saved = pollster::block_on(learner.to_bytes(s.model.config())).unwrap();
+        let split = &s.splits[1];
+        let whole = learn_with_stops(&s, &saved, split, &config, &[], &device);
+        // Stops while exploring (step 3) and once settled (step 7 of 10).
+        let resumed = learn_with_stops(&s, &saved, split, &config, &[3, 7], &device);
+        assert_eq!(resumed.1, whole.1, "{}: losses", method.name());
+        assert!(
+            resumed.0 == whole.0,
+            "{}: the resumed run's state differs",
+            method.name()
+        );
+    }
+}
+
+#[test]
+fn a_checkpoint_resumes_only_into_its_own_task() {
+    let device = Device::flex();
+    let s = setup(24, 5, &device);
+    let config = TrainConfig::new().with_steps_per_task(4);
+    let (model, pad, splits) = (&s.model, s.pad, &s.splits);
+    let other_method = learner(Method::SeqLora, model, &device);
+    let mut learner = learner(Method::Mose, model, &device);
+    let mut run = pollster::block_on(TaskRun::start(
+        model,
+        &learner,
+        splits[0].name,
+        &splits[0].train,
+        pad,
+        &config,
+        &device,
+    ))
+    .unwrap();
+    let mut stop_at_2 = |r: &StepReport| match r.step {
+        2 => Flow::Stop,
+        _ => Flow::Continue,
+    };
+    pollster::block_on(run.run(
+        model,
+        &learner,
+        &splits[0].train,
+        pad,
+        &device,
+        &mut stop_at_2,
+    ))
+    .unwrap();
+    let bytes = pollster::block_on(run.checkpoint()).unwrap();
+    let resume = |bytes: &[u8], learner: &Learner, examples| match pollster::block_on(
+        TaskRun::resume(bytes, model, learner, examples, pad, &device),
+    ) {
+        Err(e @ TrainError::BadCheckpoint { .. }) => e.to_string(),
+        Err(e) => panic!("another error: {e}"),
+        Ok(_) => panic!("resumed"),
+    };
+    let fewer = &splits[0].train[1..];
+    let mut version_2 = bytes.clone();
+    // The JSON description sits escaped inside the safetensors header.
+    let at = version_2
+        .windows(14)
+        .position(|w| w == b"format_version")
+        .expect("the header names its version");
+    let digit = at + version_2[at..].iter().position(u8::is_ascii_digit).unwrap();
+    assert_eq!(version_2[digit], b'1');
+    version_2[digit] = b'2';
+    let state = pollster::block_on(learner.to_bytes(model.config())).unwrap();
+    let cases: Vec<(&str, String)> = vec![
+        ("examples", resume(&bytes, &learner, fewer)),
+        ("method", resume(&bytes, &other_method, &splits[0].train)),
+        ("version", resume(&version_2, &learner, &splits[0].train)),
+        ("a state", resume(&state, &learner, &splits[0].train)),
+        (
+            "garbage",
+            resume(b"not a checkpoint", &learner, &splits[0].train),
+        ),
+        (
+            "truncated",
+            resume(&bytes[..bytes.len() / 2], &learner, &splits[0].train),
+        ),
+    ];
+    // A checkpoint taken before task 0 was learned no longer fits once it is.
+    pollster::block_on(s.learn(&mut learner, &splits[0], &config, &device));
+    let after = resume(&bytes, &learner, &splits[0].train);
+    for (what, message) in cases.iter().chain([("tasks", after)].iter()) {
+        assert!(
+            message.contains("start the task again"),
+            "{what}: {message}"
+        );
+    }
+    assert!(cases[0].1.contains("training examples"), "{}", cases[0].1);
+    assert!(cases[2].1.contains("format version 2"), "{}", cases[2].1);
 }
 
 #[test]
