@@ -91,3 +91,15 @@ fn tokenizer_ids_match_python_tokenizers_in_wasm() {
     let compared = common::tokenizer::check_tokenizer();
     assert!(compared > 100_000, "compared {compared} ids");
 }
+
+// The continual sequence: the native tests' short MoSE sequence on WebGPU,
+// against the metrics the native CPU run recorded.
+
+use common::mose::{SHORT_SEQUENCE, assert_matches_recorded};
+
+#[wasm_bindgen_test]
+async fn the_short_sequence_on_webgpu_matches_the_recorded_native_run() {
+    let device = webgpu().await.device;
+    let report = SHORT_SEQUENCE.run(&device).await;
+    assert_matches_recorded(&report, "webgpu");
+}
