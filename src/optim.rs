@@ -12,8 +12,8 @@
 //! browser could not be checkpointed; and it updates each parameter with its
 //! own dozen kernels, where on WebGPU every kernel launch costs time. Here the
 //! gradients are joined into one vector, the whole update is a handful of
-//! kernels on it, and the state is three vectors any device can read back
-//! asynchronously.
+//! kernels on it, and the state is a step count and two vectors that any
+//! device can read back asynchronously.
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
