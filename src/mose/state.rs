@@ -5,8 +5,6 @@
 //! shared adapter, named by task, expert, layer and projection. Values are
 //! stored as f32, so a load gives back exactly what was saved.
 
-use std::collections::HashMap;
-
 use burn::module::Param;
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::SafeTensors;
@@ -18,7 +16,8 @@ use super::{
     Capacity, Learner, LearnerState, Method, MoseConfig, MoseError, SiteSpec, TaskParams, read_vec,
     unit,
 };
-use crate::model::{F32View, LlamaConfig};
+use crate::model::LlamaConfig;
+use crate::saved::{self, ReadError};
 
 /// The state format this build writes and reads.
 pub const STATE_FORMAT_VERSION: u32 = 1;
@@ -83,48 +82,49 @@ fn site_name(spec: &SiteSpec) -> String {
     format!("layers.{}.{}", spec.layer, spec.site.hf_name())
 }
 
+/// A tensor of the file: name, shape, values.
+type Entry = (String, Vec<usize>, Vec<f32>);
+
+async fn entry<const D: usize>(name: String, tensor: Tensor<D>) -> Result<Entry, MoseError> {
+    let shape = tensor.dims().to_vec();
+    Ok((name, shape, read_vec(tensor).await?))
+}
+
+/// Every expert's pair at site `s`, as `{prefix}.experts.{j}.{site}.a` and `.b`.
+async fn expert_entries(
+    prefix: &str,
+    experts: &[Vec<SubExpert>],
+    s: usize,
+    site: &str,
+    out: &mut Vec<Entry>,
+) -> Result<(), MoseError> {
+    for (j, expert) in experts.iter().enumerate() {
+        let e = &expert[s];
+        out.push(entry(format!("{prefix}.experts.{j}.{site}.a"), e.a.val()).await?);
+        out.push(entry(format!("{prefix}.experts.{j}.{site}.b"), e.b.val()).await?);
+    }
+    Ok(())
+}
+
 impl Learner {
     /// The whole learned state as one file.
     pub async fn to_bytes(&self, model: &LlamaConfig) -> Result<Vec<u8>, MoseError> {
-        let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
-        let mut push =
-            |name: String, shape: Vec<usize>, values: Vec<f32>| tensors.push((name, shape, values));
+        let mut tensors: Vec<Entry> = Vec::new();
         let (tasks, shared) = match &self.state {
             LearnerState::Tasks(tasks) => {
                 let mut headers = Vec::with_capacity(tasks.len());
                 for (t, task) in tasks.iter().enumerate() {
                     let p = &task.params;
-                    push(
-                        format!("tasks.{t}.key"),
-                        vec![self.hidden],
-                        read_vec(p.key.val()).await?,
-                    );
+                    tensors.push(entry(format!("tasks.{t}.key"), p.key.val()).await?);
                     for (s, spec) in self.sites.iter().enumerate() {
                         let site = site_name(spec);
-                        for (j, expert) in p.experts.iter().enumerate() {
-                            let e = &expert[s];
-                            push(
-                                format!("tasks.{t}.experts.{j}.{site}.a"),
-                                e.a.val().dims().to_vec(),
-                                read_vec(e.a.val()).await?,
-                            );
-                            push(
-                                format!("tasks.{t}.experts.{j}.{site}.b"),
-                                e.b.val().dims().to_vec(),
-                                read_vec(e.b.val()).await?,
-                            );
-                        }
-                        push(
-                            format!("tasks.{t}.gates.{site}"),
-                            p.gates[s].val().dims().to_vec(),
-                            read_vec(p.gates[s].val()).await?,
-                        );
+                        let prefix = format!("tasks.{t}");
+                        expert_entries(&prefix, &p.experts, s, &site, &mut tensors).await?;
+                        let gates = p.gates[s].val();
+                        tensors.push(entry(format!("{prefix}.gates.{site}"), gates).await?);
                         if let Some(m) = p.modulation.get(s) {
-                            push(
-                                format!("tasks.{t}.modulation.{site}"),
-                                vec![spec.d_out],
-                                read_vec(m.val()).await?,
-                            );
+                            let name = format!("{prefix}.modulation.{site}");
+                            tensors.push(entry(name, m.val()).await?);
                         }
                     }
                     headers.push(TaskHeader {
@@ -144,25 +144,9 @@ impl Learner {
             } => {
                 for (s, spec) in self.sites.iter().enumerate() {
                     let site = site_name(spec);
-                    for (j, expert) in lora.experts.iter().enumerate() {
-                        let e = &expert[s];
-                        push(
-                            format!("shared.experts.{j}.{site}.a"),
-                            e.a.val().dims().to_vec(),
-                            read_vec(e.a.val()).await?,
-                        );
-                        push(
-                            format!("shared.experts.{j}.{site}.b"),
-                            e.b.val().dims().to_vec(),
-                            read_vec(e.b.val()).await?,
-                        );
-                    }
+                    expert_entries("shared", &lora.experts, s, &site, &mut tensors).await?;
                     if let Some(router) = lora.routers.get(s) {
-                        push(
-                            format!("shared.routers.{site}"),
-                            router.val().dims().to_vec(),
-                            read_vec(router.val()).await?,
-                        );
+                        tensors.push(entry(format!("shared.routers.{site}"), router.val()).await?);
                     }
                 }
                 let header = SharedHeader {
@@ -182,16 +166,7 @@ impl Learner {
             tasks,
             shared,
         };
-        let json = serde_json::to_string(&header).map_err(|e| MoseError::NotAState {
-            reason: e.to_string(),
-        })?;
-        let metadata = HashMap::from([(STATE_KEY.to_string(), json)]);
-        let views = tensors
-            .iter()
-            .map(|(name, shape, values)| (name.as_str(), F32View { shape, values }));
-        safetensors::serialize(views, Some(metadata)).map_err(|e| MoseError::NotAState {
-            reason: e.to_string(),
-        })
+        saved::write(&tensors, STATE_KEY, &header).map_err(|reason| MoseError::NotAState { reason })
     }
 
     /// A state saved by [`to_bytes`](Self::to_bytes), for the base model `model`.
@@ -207,26 +182,15 @@ impl Learner {
         device: &Device,
     ) -> Result<Self, MoseError> {
         let not_a_state = |reason: String| MoseError::NotAState { reason };
-        let (_, meta) =
-            SafeTensors::read_metadata(bytes).map_err(|e| not_a_state(e.to_string()))?;
-        let json = meta
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get(STATE_KEY))
-            .ok_or_else(|| not_a_state("it has no MoSE Lab description".into()))?;
-        let version: serde_json::Value =
-            serde_json::from_str(json).map_err(|e| not_a_state(e.to_string()))?;
-        let found = version
-            .get("format_version")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0) as u32;
-        if found != STATE_FORMAT_VERSION {
-            return Err(MoseError::UnsupportedVersion {
-                found,
-                expected: STATE_FORMAT_VERSION,
-            });
-        }
-        let header: Header = serde_json::from_str(json).map_err(|e| not_a_state(e.to_string()))?;
+        let header: Header = saved::read_description(bytes, STATE_KEY, STATE_FORMAT_VERSION)
+            .map_err(|e| match e {
+                ReadError::NotSafetensors(reason) | ReadError::Json(reason) => not_a_state(reason),
+                ReadError::NoDescription => not_a_state("it has no MoSE Lab description".into()),
+                ReadError::Version(found) => MoseError::UnsupportedVersion {
+                    found: found.unwrap_or(0) as u32,
+                    expected: STATE_FORMAT_VERSION,
+                },
+            })?;
         let expected = ModelShape::of(model);
         if header.model != expected {
             return Err(MoseError::WrongModel {
@@ -239,18 +203,14 @@ impl Learner {
             let view = file
                 .tensor(&name)
                 .map_err(|_| MoseError::MissingTensor { name: name.clone() })?;
-            if view.shape() != shape.as_slice() || view.dtype() != safetensors::Dtype::F32 {
-                return Err(MoseError::WrongShape {
+            match saved::f32_values(&view) {
+                Some(values) if view.shape() == shape.as_slice() => Ok(values),
+                _ => Err(MoseError::WrongShape {
                     name,
                     expected: shape,
                     found: view.shape().to_vec(),
-                });
+                }),
             }
-            Ok(view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect())
         };
         let vector = |values: Vec<f32>| -> Tensor<1> {
             let n = values.len();

@@ -10,17 +10,16 @@
 //! A resumed run therefore takes exactly the steps the uninterrupted run
 //! would have taken (tests/mose.rs).
 
-use std::collections::HashMap;
-
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 
 use super::{TaskRun, TrainConfig, TrainError, Trainable, example_queries};
 use crate::data::{Batches, Example};
-use crate::model::{F32View, Llama};
+use crate::model::Llama;
 use crate::mose::{Learner, Method, read_vec};
 use crate::optim::{self, FlatAdamW};
+use crate::saved::{self, ReadError};
 
 /// The checkpoint format this build writes and reads.
 pub const CHECKPOINT_FORMAT_VERSION: u32 = 1;
@@ -59,11 +58,7 @@ impl TaskRun {
             .trainable
             .as_ref()
             .expect("a run holds its trainable state");
-        let (params, shapes) = match trainable {
-            Trainable::Task(p) => (optim::flatten(p), optim::shapes(p)),
-            Trainable::Shared(l) => (optim::flatten(l), optim::shapes(l)),
-        };
-        let mut tensors = vec![(PARAMS, read_vec(params).await?)];
+        let mut tensors = vec![(PARAMS, read_vec(trainable.flatten()).await?)];
         if let Some((first, second)) = self.optimizer.moments() {
             tensors.push((FIRST_MOMENT, read_vec(first.clone()).await?));
             tensors.push((SECOND_MOMENT, read_vec(second.clone()).await?));
@@ -81,16 +76,13 @@ impl TaskRun {
             losses: self.losses.clone(),
             config: self.config.clone(),
             adam_steps: self.optimizer.time(),
-            shapes,
+            shapes: trainable.shapes(),
         };
-        let json = serde_json::to_string(&header).map_err(|e| bad(e.to_string()))?;
-        let metadata = HashMap::from([(CHECKPOINT_KEY.to_string(), json)]);
-        let lengths: Vec<Vec<usize>> = tensors.iter().map(|(_, v)| vec![v.len()]).collect();
-        let views = tensors
-            .iter()
-            .zip(&lengths)
-            .map(|((name, values), shape)| (*name, F32View { shape, values }));
-        safetensors::serialize(views, Some(metadata)).map_err(|e| bad(e.to_string()))
+        let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = tensors
+            .into_iter()
+            .map(|(name, values)| (name.to_string(), vec![values.len()], values))
+            .collect();
+        saved::write(&tensors, CHECKPOINT_KEY, &header).map_err(bad)
     }
 
     /// The run a [`checkpoint`](Self::checkpoint) holds, for the same
@@ -107,23 +99,20 @@ impl TaskRun {
         pad_id: u32,
         device: &Device,
     ) -> Result<Self, TrainError> {
-        let (_, meta) = SafeTensors::read_metadata(bytes)
-            .map_err(|e| bad(format!("it is not a training checkpoint: {e}")))?;
-        let json = meta
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get(CHECKPOINT_KEY))
-            .ok_or_else(|| bad("it is not a training checkpoint".into()))?;
-        let version: serde_json::Value =
-            serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
-        let found = version.get("format_version").and_then(|v| v.as_u64());
-        if found != Some(CHECKPOINT_FORMAT_VERSION as u64) {
-            return Err(bad(format!(
+        let header: Header = saved::read_description(
+            bytes,
+            CHECKPOINT_KEY,
+            CHECKPOINT_FORMAT_VERSION,
+        )
+        .map_err(|e| match e {
+            ReadError::NotSafetensors(e) => bad(format!("it is not a training checkpoint: {e}")),
+            ReadError::NoDescription => bad("it is not a training checkpoint".into()),
+            ReadError::Version(found) => bad(format!(
                 "it has format version {}, this build reads {CHECKPOINT_FORMAT_VERSION}",
                 found.map_or("none".into(), |v| v.to_string())
-            )));
-        }
-        let header: Header = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
+            )),
+            ReadError::Json(e) => bad(e),
+        })?;
         if header.method != learner.method() {
             return Err(bad(format!(
                 "it trains {:?}, the project uses {:?}",
@@ -154,14 +143,10 @@ impl TaskRun {
             let Ok(view) = file.tensor(name) else {
                 return Ok(None);
             };
-            if view.dtype() != safetensors::Dtype::F32 || view.shape().len() != 1 {
-                return Err(bad(format!("its tensor {name} is not a vector of f32")));
-            }
-            let host: Vec<f32> = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
+            let host = match saved::f32_values(&view) {
+                Some(values) if view.shape().len() == 1 => values,
+                _ => return Err(bad(format!("its tensor {name} is not a vector of f32"))),
+            };
             let n = host.len();
             Ok(Some(Tensor::from_data(TensorData::new(host, [n]), device)))
         };
@@ -173,10 +158,7 @@ impl TaskRun {
                 learner.new_task(vec![0.0; model.config().hidden_size], &train_device),
             ),
         };
-        let shapes = match &skeleton {
-            Trainable::Task(p) => optim::shapes(p),
-            Trainable::Shared(l) => optim::shapes(l),
-        };
+        let shapes = skeleton.shapes();
         if shapes != header.shapes {
             return Err(bad(format!(
                 "its tensors have the shapes {:?}, this task's are {shapes:?}",
@@ -202,22 +184,17 @@ impl TaskRun {
             (None, None) if header.adam_steps == 0 => FlatAdamW::new(settings),
             _ => return Err(bad("its optimizer state is incomplete".into())),
         };
-        let trainable = match skeleton {
-            Trainable::Task(p) => {
-                let fits = |sets: &Vec<Vec<usize>>| {
-                    sets.len() == p.gates.len()
-                        && sets.iter().zip(&p.gates).all(|(set, gate)| {
-                            let [visible] = gate.val().dims();
-                            set.iter().all(|&i| i < visible)
-                        })
-                };
-                if header.settled.as_ref().is_some_and(|sets| !fits(sets)) {
-                    return Err(bad("its settled sub-experts do not fit the task".into()));
-                }
-                Trainable::Task(optim::unflatten(p, params, true))
+        if let (Trainable::Task(p), Some(sets)) = (&skeleton, &header.settled) {
+            let fits = sets.len() == p.gates.len()
+                && sets.iter().zip(&p.gates).all(|(set, gate)| {
+                    let [visible] = gate.val().dims();
+                    set.iter().all(|&i| i < visible)
+                });
+            if !fits {
+                return Err(bad("its settled sub-experts do not fit the task".into()));
             }
-            Trainable::Shared(l) => Trainable::Shared(optim::unflatten(l, params, true)),
-        };
+        }
+        let trainable = skeleton.unflatten(params);
         let queries = match learner.shared() {
             Some(_) => Vec::new(),
             None => {
@@ -240,6 +217,33 @@ impl TaskRun {
             losses: header.losses,
             config: header.config,
         })
+    }
+}
+
+impl Trainable {
+    /// Every trainable value in visiting order, `[values]`.
+    fn flatten(&self) -> Tensor<1> {
+        match self {
+            Trainable::Task(p) => optim::flatten(p),
+            Trainable::Shared(l) => optim::flatten(l),
+        }
+    }
+
+    /// Every trainable tensor's shape, in visiting order.
+    fn shapes(&self) -> Vec<Vec<usize>> {
+        match self {
+            Trainable::Task(p) => optim::shapes(p),
+            Trainable::Shared(l) => optim::shapes(l),
+        }
+    }
+
+    /// The same module holding `values` (as [`Self::flatten`] gives them),
+    /// requiring gradients.
+    fn unflatten(self, values: Tensor<1>) -> Self {
+        match self {
+            Trainable::Task(p) => Trainable::Task(optim::unflatten(p, values, true)),
+            Trainable::Shared(l) => Trainable::Shared(optim::unflatten(l, values, true)),
+        }
     }
 }
 

@@ -275,14 +275,12 @@ impl TaskRun {
             return Err(TrainError::NoExamples { task: name.into() });
         }
         let batches = Batches::new(examples.len(), config.batch_size, config.seed);
-        let queries = match learner.shared() {
-            Some(_) => Vec::new(),
-            None => example_queries(model, learner, examples, pad_id, config, device).await?,
-        };
         let train_device = device.clone().autodiff();
-        let trainable = match learner.shared() {
-            Some(shared) => Trainable::Shared(shared.clone().train()),
+        let (trainable, queries) = match learner.shared() {
+            Some(shared) => (Trainable::Shared(shared.clone().train()), Vec::new()),
             None => {
+                let queries =
+                    example_queries(model, learner, examples, pad_id, config, device).await?;
                 // Key: the normalised mean query of the first batches.
                 let hidden = model.config().hidden_size;
                 let mut first = batches.clone();
@@ -297,7 +295,8 @@ impl TaskRun {
                     }
                 }
                 let key: Vec<f32> = mean.iter().map(|m| (m / count as f64) as f32).collect();
-                Trainable::Task(learner.new_task(unit(&key), &train_device))
+                let params = learner.new_task(unit(&key), &train_device);
+                (Trainable::Task(params), queries)
             }
         };
         Ok(Self {
