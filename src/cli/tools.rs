@@ -1,0 +1,315 @@
+//! `mose generate`, `mose import-gguf` and `mose info`: a base model on its own.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use mose_lab::model::Checkpoint;
+use mose_lab::model::generate::{GenerationConfig, generate as generate_text};
+use mose_lab::project::{BaseModel, PROJECT_FORMAT_VERSION, Project};
+use serde::Serialize;
+
+use crate::pretrain::device_name;
+use crate::{BackendArg, CliError, Context, compute, read_file};
+
+/// The model folder the commands use when none is named: the embedded default.
+pub(crate) const DEFAULT_MODEL: &str = "www/model";
+
+/// Arguments of `mose generate`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct GenerateArgs {
+    /// The text to continue.
+    prompt: String,
+    /// A model folder (config.json, model.safetensors, tokenizer.json).
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    model: PathBuf,
+    /// Most tokens to add.
+    #[arg(long, default_value_t = 64)]
+    max_new_tokens: usize,
+    /// Softmax temperature; 0 picks the likeliest token every time.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Keep only the k likeliest tokens before sampling.
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Nucleus sampling: keep the likeliest tokens up to this probability.
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// Above 1 discourages repeating tokens.
+    #[arg(long, default_value_t = 1.0)]
+    repetition_penalty: f32,
+    /// Seeds the sampler.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+/// Arguments of `mose import-gguf`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ImportArgs {
+    /// The GGUF file.
+    file: PathBuf,
+    /// The folder to write config.json, model.safetensors and tokenizer.json into.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Arguments of `mose info`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct InfoArgs {
+    /// A model folder to describe.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// A project file to describe.
+    #[arg(long)]
+    project: Option<PathBuf>,
+}
+
+/// Loads a model folder; anything wrong with it is the person's input.
+pub(crate) fn load_model(dir: &Path) -> Result<Checkpoint, CliError> {
+    if !dir.join("config.json").exists() {
+        return Err(CliError::Input(format!(
+            "{} is not a model folder (no config.json); pass --model with a folder holding config.json, model.safetensors and tokenizer.json",
+            dir.display()
+        )));
+    }
+    Checkpoint::read_dir(dir).map_err(CliError::input)
+}
+
+#[derive(Serialize)]
+struct GenerateOutput {
+    prompt: String,
+    text: String,
+    tokens: usize,
+    tokens_per_second: f64,
+}
+
+pub(crate) fn generate(context: &Context, args: GenerateArgs) -> Result<(), CliError> {
+    let checkpoint = load_model(&args.model)?;
+    let compute = compute(context.backend)?;
+    let model = checkpoint.model(&compute.device).map_err(CliError::input)?;
+    let tokenizer = checkpoint.tokenizer().map_err(CliError::input)?;
+    let settings = GenerationConfig {
+        max_new_tokens: args.max_new_tokens,
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        repetition_penalty: args.repetition_penalty,
+        seed: args.seed,
+        ..GenerationConfig::default()
+    };
+    if !context.json {
+        print!("{}", args.prompt);
+    }
+    let generation = pollster::block_on(generate_text(
+        &model,
+        &tokenizer,
+        &args.prompt,
+        &settings,
+        &compute.device,
+        |piece| {
+            if !context.json {
+                print!("{piece}");
+                let _ = std::io::stdout().flush();
+            }
+        },
+    ))
+    .map_err(CliError::input)?;
+    let output = GenerateOutput {
+        prompt: args.prompt,
+        tokens: generation.ids.len(),
+        tokens_per_second: generation.ids.len() as f64 / generation.decode_seconds.max(1e-9),
+        text: generation.text,
+    };
+    context.finish(&output, "\n")
+}
+
+#[derive(Serialize)]
+struct ImportOutput {
+    out: String,
+    parameters: usize,
+    config: serde_json::Value,
+}
+
+pub(crate) fn import_gguf(context: &Context, args: ImportArgs) -> Result<(), CliError> {
+    let bytes = read_file(&args.file)?;
+    let spinner = context.spinner("importing");
+    let checkpoint = Checkpoint::from_gguf(&bytes)
+        .map_err(|e| CliError::Input(format!("{}: {e}", args.file.display())))?;
+    checkpoint.write_dir(&args.out).map_err(CliError::failed)?;
+    spinner.finish_and_clear();
+    let output = ImportOutput {
+        out: args.out.display().to_string(),
+        parameters: parameter_count(&checkpoint)?,
+        config: serde_json::from_str(&checkpoint.config.to_json()).map_err(CliError::failed)?,
+    };
+    let text = format!("wrote {} ({} parameters)\n", output.out, output.parameters);
+    context.finish(&output, &text)
+}
+
+fn parameter_count(checkpoint: &Checkpoint) -> Result<usize, CliError> {
+    let model = checkpoint
+        .model(&mose_lab::backend::cpu().device)
+        .map_err(CliError::input)?;
+    Ok(model.num_params())
+}
+
+#[derive(Serialize)]
+struct InfoOutput {
+    version: &'static str,
+    devices: Vec<DeviceInfo>,
+    model: Option<ModelInfo>,
+    project: Option<ProjectInfo>,
+}
+
+#[derive(Serialize)]
+struct ProjectInfo {
+    path: String,
+    format_version: u32,
+    base_model: BaseModel,
+    /// (name, training samples, held-out samples, fixed split)
+    tasks: Vec<(String, usize, usize, bool)>,
+    /// (method, tasks learned)
+    trained: Vec<(String, usize)>,
+}
+
+#[derive(Serialize)]
+struct DeviceInfo {
+    backend: &'static str,
+    available: bool,
+    detail: String,
+}
+
+#[derive(Serialize)]
+struct ModelInfo {
+    path: String,
+    parameters: usize,
+    vocab_size: usize,
+    layers: usize,
+    hidden_size: usize,
+    heads: usize,
+    kv_heads: usize,
+    context: usize,
+}
+
+pub(crate) fn info(context: &Context, args: InfoArgs) -> Result<(), CliError> {
+    let mut devices = vec![DeviceInfo {
+        backend: "cpu",
+        available: true,
+        detail: device_name(&mose_lab::backend::cpu()),
+    }];
+    devices.push(match compute(BackendArg::Wgpu) {
+        Ok(gpu) => DeviceInfo {
+            backend: "wgpu",
+            available: true,
+            detail: format!(
+                "{}{}",
+                device_name(&gpu),
+                match gpu.adapter.as_ref().is_some_and(|a| a.is_software()) {
+                    true => " (software: correct, but slow)",
+                    false => "",
+                }
+            ),
+        },
+        Err(e) => DeviceInfo {
+            backend: "wgpu",
+            available: false,
+            detail: e.to_string(),
+        },
+    });
+    let model = match &args.model {
+        None => None,
+        Some(dir) => {
+            let checkpoint = load_model(dir)?;
+            let c = &checkpoint.config;
+            Some(ModelInfo {
+                path: dir.display().to_string(),
+                parameters: parameter_count(&checkpoint)?,
+                vocab_size: c.vocab_size,
+                layers: c.num_hidden_layers,
+                hidden_size: c.hidden_size,
+                heads: c.num_attention_heads,
+                kv_heads: c.kv_heads(),
+                context: c.max_position_embeddings,
+            })
+        }
+    };
+    let project = match &args.project {
+        None => None,
+        Some(path) => {
+            let project = Project::from_bytes(&read_file(path)?)
+                .map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
+            Some(ProjectInfo {
+                path: path.display().to_string(),
+                format_version: PROJECT_FORMAT_VERSION,
+                base_model: project.base_model.clone(),
+                tasks: project
+                    .tasks
+                    .iter()
+                    .map(|t| {
+                        (
+                            t.name.clone(),
+                            t.split.train.len(),
+                            t.split.heldout.len(),
+                            t.split_seed.is_none(),
+                        )
+                    })
+                    .collect(),
+                trained: project
+                    .trained
+                    .iter()
+                    .map(|t| (t.method.name().to_string(), t.report.routed.len()))
+                    .collect(),
+            })
+        }
+    };
+    let mut text = format!("mose {}\ndevices:\n", env!("CARGO_PKG_VERSION"));
+    for d in &devices {
+        text += &format!(
+            "  {:<5} {}\n",
+            d.backend,
+            match d.available {
+                true => d.detail.clone(),
+                false => format!("not available: {}", d.detail),
+            }
+        );
+    }
+    if let Some(m) = &model {
+        text += &format!(
+            "model {}: {} parameters, vocabulary {}, {} layers, hidden {}, {} heads ({} kv), context {}\n",
+            m.path,
+            m.parameters,
+            m.vocab_size,
+            m.layers,
+            m.hidden_size,
+            m.heads,
+            m.kv_heads,
+            m.context
+        );
+    }
+    if let Some(p) = &project {
+        text += &format!(
+            "project {} (format {}), base model {:?} {}\n",
+            p.path, p.format_version, p.base_model.name, p.base_model.fingerprint
+        );
+        for (name, train, heldout, fixed) in &p.tasks {
+            let split = if *fixed {
+                "fixed split"
+            } else {
+                "seeded split"
+            };
+            text += &format!(
+                "  task {name}: {train} training and {heldout} held-out samples ({split})\n"
+            );
+        }
+        for (method, learned) in &p.trained {
+            text += &format!("  {method}: {learned} task(s) learned\n");
+        }
+    }
+    let output = InfoOutput {
+        version: env!("CARGO_PKG_VERSION"),
+        devices,
+        model,
+        project,
+    };
+    context.finish(&output, &text)
+}
