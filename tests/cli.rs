@@ -298,6 +298,32 @@ fn train_eval_and_route_run_a_sequence_and_save_a_project() {
     .unwrap();
     assert_eq!(route["scores"].as_array().unwrap().len(), 2);
     assert_eq!(route["chosen"].as_array().unwrap().len(), 1);
+
+    // Generation with the project: the router's choice is reported.
+    let generated: serde_json::Value = serde_json::from_str(&ok(&[
+        "generate",
+        "red and blue =>",
+        "--model",
+        model,
+        "--project",
+        project.to_str().unwrap(),
+        "--max-new-tokens",
+        "3",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(generated["routed_to"].as_array().unwrap().len(), 1);
+    let message = refused(&[
+        "generate",
+        "x",
+        "--model",
+        model,
+        "--project",
+        project.to_str().unwrap(),
+        "--method",
+        "moe-lora",
+    ]);
+    assert!(message.contains("has no moe-lora state"), "{message}");
 }
 
 #[test]

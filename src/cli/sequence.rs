@@ -132,14 +132,18 @@ fn base_model(
     device: &burn::tensor::Device,
 ) -> Result<(Llama, Tokenizer, BaseModel), CliError> {
     let checkpoint: Checkpoint = load_model(dir)?;
+    let model = checkpoint.model(device).map_err(CliError::input)?;
+    let tokenizer = checkpoint.tokenizer().map_err(CliError::input)?;
+    Ok((model, tokenizer, identity(dir, &checkpoint)))
+}
+
+/// The identity a project records of the base model in `dir`.
+fn identity(dir: &Path, checkpoint: &Checkpoint) -> BaseModel {
     let name = dir.file_name().map_or_else(
         || dir.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    let identity = BaseModel::of(&name, &checkpoint.config, &checkpoint.weights);
-    let model = checkpoint.model(device).map_err(CliError::input)?;
-    let tokenizer = checkpoint.tokenizer().map_err(CliError::input)?;
-    Ok((model, tokenizer, identity))
+    BaseModel::of(&name, &checkpoint.config, &checkpoint.weights)
 }
 
 type TaskExamples = Vec<(Vec<mose_lab::data::Example>, Vec<mose_lab::data::Example>)>;
@@ -404,6 +408,34 @@ pub(crate) fn eval(context: &Context, args: EvalArgs) -> Result<(), CliError> {
     let text = results_text(&results)
         + "\n(the last row of each matrix was scored again now from the saved states; the rows before it are as recorded after each task)\n";
     context.finish(&results, &text)
+}
+
+/// The learner of `method` in the project at `path`, for the base model
+/// `checkpoint` loaded from `model_dir`, with the project's data settings.
+pub(crate) fn project_learner(
+    path: &Path,
+    method: &str,
+    model_dir: &Path,
+    checkpoint: &Checkpoint,
+    model: &Llama,
+    device: &burn::tensor::Device,
+) -> Result<(Learner, DataConfig), CliError> {
+    let project = load_project(path, &identity(model_dir, checkpoint))?;
+    let trained = project
+        .trained
+        .iter()
+        .find(|t| t.method.name() == method)
+        .ok_or_else(|| {
+            let have: Vec<&str> = project.trained.iter().map(|t| t.method.name()).collect();
+            CliError::Input(format!(
+                "{} has no {method} state; it has {}; pass --method with one of them",
+                path.display(),
+                have.join(", ")
+            ))
+        })?;
+    let learner = Learner::from_bytes(&trained.state, model.config(), device)
+        .map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
+    Ok((learner, project.data))
 }
 
 #[derive(Serialize)]

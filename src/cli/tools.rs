@@ -4,6 +4,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
+use mose_lab::eval::generate_routed;
 use mose_lab::model::Checkpoint;
 use mose_lab::model::generate::{GenerationConfig, generate as generate_text};
 use mose_lab::project::{BaseModel, PROJECT_FORMAT_VERSION, Project};
@@ -41,6 +42,12 @@ pub(crate) struct GenerateArgs {
     /// Seeds the sampler.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// A project file: generate with what it learned, the router choosing the task.
+    #[arg(long)]
+    project: Option<PathBuf>,
+    /// Which of the project's methods generates (with --project).
+    #[arg(long, default_value = "mose")]
+    method: String,
 }
 
 /// Arguments of `mose import-gguf`.
@@ -77,6 +84,8 @@ pub(crate) fn load_model(dir: &Path) -> Result<Checkpoint, CliError> {
 
 #[derive(Serialize)]
 struct GenerateOutput {
+    /// With --project: the tasks the router chose and their weights.
+    routed_to: Option<Vec<(String, f32)>>,
     prompt: String,
     text: String,
     tokens: usize,
@@ -97,24 +106,69 @@ pub(crate) fn generate(context: &Context, args: GenerateArgs) -> Result<(), CliE
         seed: args.seed,
         ..GenerationConfig::default()
     };
+    let learner = match &args.project {
+        None => None,
+        Some(path) => Some(crate::sequence::project_learner(
+            path,
+            &args.method,
+            &args.model,
+            &checkpoint,
+            &model,
+            &compute.device,
+        )?),
+    };
     if !context.json {
         print!("{}", args.prompt);
     }
-    let generation = pollster::block_on(generate_text(
-        &model,
-        &tokenizer,
-        &args.prompt,
-        &settings,
-        &compute.device,
-        |piece| {
-            if !context.json {
-                print!("{piece}");
-                let _ = std::io::stdout().flush();
-            }
-        },
-    ))
-    .map_err(CliError::input)?;
+    let show = |piece: &str| {
+        if !context.json {
+            print!("{piece}");
+            let _ = std::io::stdout().flush();
+        }
+    };
+    let (routed_to, generation) = match &learner {
+        None => {
+            let generation = pollster::block_on(generate_text(
+                &model,
+                &tokenizer,
+                &args.prompt,
+                &settings,
+                &compute.device,
+                show,
+            ))
+            .map_err(CliError::input)?;
+            (None, generation)
+        }
+        Some((learner, data)) => {
+            let (route, generation) = pollster::block_on(generate_routed(
+                &model,
+                learner,
+                &tokenizer,
+                &args.prompt,
+                data,
+                &settings,
+                &compute.device,
+                show,
+            ))
+            .map_err(CliError::input)?;
+            let names = learner.task_names();
+            (
+                Some(
+                    route
+                        .chosen
+                        .iter()
+                        .map(|&(t, w)| (names[t].to_string(), w))
+                        .collect::<Vec<_>>(),
+                ),
+                generation,
+            )
+        }
+    };
+    if let Some(chosen) = &routed_to {
+        context.note(&format!("\n(routed to {chosen:?})"));
+    }
     let output = GenerateOutput {
+        routed_to,
         prompt: args.prompt,
         tokens: generation.ids.len(),
         tokens_per_second: generation.ids.len() as f64 / generation.decode_seconds.max(1e-9),

@@ -14,7 +14,8 @@ use burn::tensor::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{DataConfig, Example, PaddedBatch, Sample, tokenize};
-use crate::model::{Llama, next_token_nll};
+use crate::model::generate::{GenerateError, Generation, GenerationConfig, generate_adapted};
+use crate::model::{Frozen, Llama, next_token_nll};
 use crate::mose::{Learner, MoseError, Route, read_vec};
 use crate::tokenizer::Tokenizer;
 use crate::train::{batch_queries, batch_tensors};
@@ -131,6 +132,41 @@ pub async fn route_prompt(
     let (ids, _) = batch_tensors(&batch, device);
     let query = batch_queries(model, learner, &batch, ids, device).await?;
     Ok(learner.route(&query))
+}
+
+/// Generates a continuation of `prompt` the way a person gets one: the
+/// router picks the task(s) from the frozen model's reading of the prompt,
+/// and their sub-experts (or a shared baseline's adapter) stay in place for
+/// the prompt and every new token. Returns the route with the generation.
+///
+/// # Errors
+/// [`GenerateError`] from generation; routing's errors as [`GenerateError::Read`].
+#[allow(clippy::too_many_arguments)]
+pub async fn generate_routed(
+    model: &Llama,
+    learner: &Learner,
+    tokenizer: &Tokenizer,
+    prompt: &str,
+    data: &DataConfig,
+    config: &GenerationConfig,
+    device: &Device,
+    on_text: impl FnMut(&str),
+) -> Result<(Route, Generation), GenerateError> {
+    let route = match learner.method().is_routed() {
+        true => route_prompt(model, learner, tokenizer, prompt, data, device)
+            .await
+            .map_err(|e| GenerateError::Read(e.to_string()))?,
+        false => Route::oracle(0, 0),
+    };
+    let generation = match learner.mixture(std::slice::from_ref(&route), device) {
+        Some(mixture) => {
+            generate_adapted(model, &mixture, tokenizer, prompt, config, device, on_text).await?
+        }
+        None => {
+            generate_adapted(model, &Frozen, tokenizer, prompt, config, device, on_text).await?
+        }
+    };
+    Ok((route, generation))
 }
 
 /// The router's decision for every row of `batch`, or the oracle's.

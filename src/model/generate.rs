@@ -16,7 +16,7 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
-use super::{KvCache, Llama};
+use super::{Adapter, Frozen, KvCache, Llama};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 
 /// How to pick each next token, and when to stop.
@@ -249,6 +249,23 @@ pub async fn generate(
     prompt: &str,
     config: &GenerationConfig,
     device: &Device,
+    on_text: impl FnMut(&str),
+) -> Result<Generation, GenerateError> {
+    generate_adapted(model, &Frozen, tokenizer, prompt, config, device, on_text).await
+}
+
+/// [`generate`] with `adapter` beside the frozen projections for the prompt
+/// and every new token (a routed task's sub-experts, say).
+///
+/// # Errors
+/// As [`generate`].
+pub async fn generate_adapted(
+    model: &Llama,
+    adapter: &dyn Adapter,
+    tokenizer: &Tokenizer,
+    prompt: &str,
+    config: &GenerationConfig,
+    device: &Device,
     mut on_text: impl FnMut(&str),
 ) -> Result<Generation, GenerateError> {
     config.validate()?;
@@ -283,7 +300,7 @@ pub async fn generate(
         if cache.len() + next_input.len() > limit {
             break StopReason::ContextFull;
         }
-        let mut logits = last_logits(model, &next_input, &mut cache, device).await?;
+        let mut logits = last_logits(model, adapter, &next_input, &mut cache, device).await?;
         if ids.is_empty() {
             prefill_seconds = started.elapsed().as_secs_f64();
         }
@@ -328,13 +345,14 @@ pub async fn generate(
 /// logits of its last position.
 async fn last_logits(
     model: &Llama,
+    adapter: &dyn Adapter,
     input: &[u32],
     cache: &mut KvCache,
     device: &Device,
 ) -> Result<Vec<f32>, GenerateError> {
     let ids: Vec<i64> = input.iter().map(|&id| id as i64).collect();
     let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, input.len()]), device);
-    let logits = model.forward_cached(tokens, cache); // [1, t, vocab]
+    let logits = model.forward_cached_adapted(tokens, cache, adapter); // [1, t, vocab]
     let [_, t, vocab] = logits.dims();
     logits
         .slice([0..1, t - 1..t, 0..vocab])
