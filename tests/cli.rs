@@ -88,6 +88,27 @@ fn write_corpus(dir: &Path) {
     }
 }
 
+/// `mose pretrain --json` of the tiny settings on the corpus in `dir`, into `out`.
+fn pretrain_tiny(dir: &Path, out: &Path) -> String {
+    let (corpus, settings) = (dir.join("corpus"), dir.join("tiny.json"));
+    ok(&[
+        "pretrain",
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--config",
+        settings.to_str().unwrap(),
+        "--steps",
+        "6",
+        "--eval-every",
+        "3",
+        "--eval-tokens",
+        "512",
+        "--json",
+    ])
+}
+
 /// A tiny model pretrained by `mose pretrain` once for all tests.
 fn tiny_model() -> &'static Path {
     static MODEL: OnceLock<PathBuf> = OnceLock::new();
@@ -104,23 +125,7 @@ fn tiny_model() -> &'static Path {
         )
         .unwrap();
         let out = dir.join("out");
-        let args = [
-            "pretrain",
-            "--corpus",
-            corpus.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--config",
-            settings.to_str().unwrap(),
-            "--steps",
-            "6",
-            "--eval-every",
-            "3",
-            "--eval-tokens",
-            "512",
-            "--json",
-        ];
-        let report: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+        let report: serde_json::Value = serde_json::from_str(&pretrain_tiny(&dir, &out)).unwrap();
         assert_eq!(report["config"]["steps"], 6);
         assert_eq!(report["curve"].as_array().unwrap().len(), 2);
         let perplexity = report["heldout"]["perplexity"].as_f64().unwrap();
@@ -404,24 +409,8 @@ fn a_real_gguf_file_imports() {
 fn pretraining_twice_with_one_seed_gives_the_same_model() {
     let first = tiny_model();
     let dir = scratch("again");
-    let corpus = first.parent().unwrap().join("corpus");
-    let settings = first.parent().unwrap().join("tiny.json");
     let out = dir.join("out");
-    ok(&[
-        "pretrain",
-        "--corpus",
-        corpus.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--config",
-        settings.to_str().unwrap(),
-        "--steps",
-        "6",
-        "--eval-every",
-        "3",
-        "--eval-tokens",
-        "512",
-    ]);
+    pretrain_tiny(first.parent().unwrap(), &out);
     for file in ["tokenizer.json", "model.safetensors"] {
         let (a, b) = (
             std::fs::read(first.join(file)).unwrap(),
