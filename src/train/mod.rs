@@ -556,12 +556,21 @@ pub(crate) async fn example_queries(
     config: &TrainConfig,
     device: &Device,
 ) -> Result<Vec<f32>, MoseError> {
-    let mut out = Vec::with_capacity(examples.len() * model.config().hidden_size);
-    for chunk in examples.chunks(config.query_batch_size) {
-        let refs: Vec<&Example> = chunk.iter().collect();
+    let hidden = model.config().hidden_size;
+    // Batched by length, so a batch pads little: one 128-token example among
+    // short ones would make every row 128 long. The order is a function of
+    // the examples alone, so a resumed run gets the same features.
+    let mut order: Vec<usize> = (0..examples.len()).collect();
+    order.sort_by_key(|&i| examples[i].ids.len());
+    let mut out = vec![0.0f32; examples.len() * hidden];
+    for chunk in order.chunks(config.query_batch_size) {
+        let refs: Vec<&Example> = chunk.iter().map(|&i| &examples[i]).collect();
         let batch = PaddedBatch::new(&refs, pad_id);
         let (ids, _) = batch_tensors(&batch, device);
-        out.extend(batch_queries(model, learner, &batch, ids, device).await?);
+        let queries = batch_queries(model, learner, &batch, ids, device).await?;
+        for (&i, query) in chunk.iter().zip(queries.chunks(hidden)) {
+            out[i * hidden..(i + 1) * hidden].copy_from_slice(query);
+        }
         crate::backend::yield_now().await;
     }
     Ok(out)
