@@ -290,7 +290,9 @@ fn train_eval_and_route_run_a_sequence_and_save_a_project() {
         serde_json::json!(["mose", 2])
     );
     let text = ok(&["eval", project.to_str().unwrap(), "--model", model]);
-    assert!(text.contains("ACC") && text.contains("BWT"), "{text}");
+    for part in ["ACC", "BWT", "routing accuracy", "capacity after each task"] {
+        assert!(text.contains(part), "no {part:?} in {text}");
+    }
 
     let route: serde_json::Value = serde_json::from_str(&ok(&[
         "route",

@@ -335,6 +335,36 @@ fn results_text(results: &[MethodResult]) -> String {
         if let Some(acc) = r.routing_accuracy {
             let _ = writeln!(text, "  routing accuracy {:.1}%", acc * 100.0);
         }
+        if let Some(confusion) = report.confusion() {
+            let _ = writeln!(
+                text,
+                "  routing (held-out samples of each task, by the task chosen):"
+            );
+            let _ = write!(text, "  {:<width$}", "task \\ to");
+            for n in names {
+                let _ = write!(text, " {n:>width$}");
+            }
+            let _ = writeln!(text);
+            for (i, row) in confusion.counts.iter().enumerate() {
+                let _ = write!(text, "  {:<width$}", names[i]);
+                for count in row {
+                    let _ = write!(text, " {count:>width$}");
+                }
+                let _ = writeln!(text);
+            }
+        }
+        let _ = writeln!(text, "  capacity after each task:");
+        for (name, c) in names.iter().zip(&report.capacity) {
+            let _ = writeln!(
+                text,
+                "    {name:<width$} {} sub-experts ({} new, {} reused), {} values trained, {} in all",
+                c.experts_total,
+                c.experts_new,
+                c.experts_reused,
+                c.trainable_params,
+                c.total_params
+            );
+        }
     }
     text
 }
