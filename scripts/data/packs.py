@@ -17,7 +17,7 @@ PACKS = [
     ("devil", "The Devil's Dictionary", "Ambrose Bierce's satirical definitions, one entry per sample.",
      "text", "Debian dict-devil 1.0-13.1", "Public domain"),
     ("pydocs", "Python documentation", "Paragraphs of Python 3.11's reStructuredText documentation; whole pages are held out.",
-     "text", "Debian python3.11-doc 3.11.2-6+deb12u9", "PSF License Agreement (see LICENSES.md)"),
+     "text", "Debian python3.11-doc " + os.environ.get("MOSE_PYDOCS_DEB_VERSION", "3.11.2-6+deb12u9"), "PSF License Agreement (see LICENSES.md)"),
 ]
 
 
