@@ -304,22 +304,11 @@ fn results_text(results: &[MethodResult]) -> String {
         let _ = writeln!(text, "\n{} ({:.0} s)", r.method.name(), report.seconds);
         let names = &report.tasks;
         let width = names.iter().map(|n| n.len()).max().unwrap_or(4).max(8);
-        let _ = write!(text, "  {:<width$}", "after \\ on");
-        for n in names {
-            let _ = write!(text, " {n:>width$}");
-        }
-        let _ = writeln!(text);
-        let _ = write!(text, "  {:<width$}", "base");
-        for s in &report.base {
-            let _ = write!(text, " {:>width$.3}", s.log_likelihood);
-        }
-        let _ = writeln!(text);
-        for (i, row) in report.r_matrix(Routing::Routed).iter().enumerate() {
-            let _ = write!(text, "  {:<width$}", names[i]);
-            for v in row {
-                let _ = write!(text, " {v:>width$.3}");
-            }
-            let _ = writeln!(text);
+        table_row(&mut text, "after \\ on", names.clone(), width);
+        let base = report.base.iter().map(|s| s.log_likelihood);
+        table_row(&mut text, "base", scores(base), width);
+        for (name, row) in names.iter().zip(report.r_matrix(Routing::Routed)) {
+            table_row(&mut text, name, scores(row), width);
         }
         let s = &r.summary_routed;
         let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
@@ -340,17 +329,14 @@ fn results_text(results: &[MethodResult]) -> String {
                 text,
                 "  routing (held-out samples of each task, by the task chosen):"
             );
-            let _ = write!(text, "  {:<width$}", "task \\ to");
-            for n in names {
-                let _ = write!(text, " {n:>width$}");
-            }
-            let _ = writeln!(text);
-            for (i, row) in confusion.counts.iter().enumerate() {
-                let _ = write!(text, "  {:<width$}", names[i]);
-                for count in row {
-                    let _ = write!(text, " {count:>width$}");
-                }
-                let _ = writeln!(text);
+            table_row(&mut text, "task \\ to", names.clone(), width);
+            for (name, row) in names.iter().zip(&confusion.counts) {
+                table_row(
+                    &mut text,
+                    name,
+                    row.iter().map(usize::to_string).collect(),
+                    width,
+                );
             }
         }
         let _ = writeln!(text, "  capacity after each task:");
@@ -367,6 +353,20 @@ fn results_text(results: &[MethodResult]) -> String {
         }
     }
     text
+}
+
+/// Scores as the R matrix prints them.
+fn scores(values: impl IntoIterator<Item = f64>) -> Vec<String> {
+    values.into_iter().map(|v| format!("{v:.3}")).collect()
+}
+
+/// One row of a matrix: its label, then each cell right-aligned in `width`.
+fn table_row(text: &mut String, label: &str, cells: Vec<String>, width: usize) {
+    let _ = write!(text, "  {label:<width$}");
+    for cell in cells {
+        let _ = write!(text, " {cell:>width$}");
+    }
+    let _ = writeln!(text);
 }
 
 /// The project file, checked against the base model.
