@@ -322,9 +322,13 @@ impl Project {
             if view.dtype() != Dtype::U8 {
                 return Err(damaged(format!("{name} is {:?}, not bytes", view.dtype())));
             }
-            let learned = report.routed.len();
+            if let Err(reason) = report.check() {
+                return Err(damaged(format!(
+                    "the metrics of {}: {reason}",
+                    report.method.name()
+                )));
+            }
             if report.tasks.len() > header.tasks.len()
-                || learned > report.tasks.len()
                 || report
                     .tasks
                     .iter()
@@ -366,6 +370,43 @@ impl Project {
             });
         }
         Ok(())
+    }
+
+    /// A project with no task yet.
+    pub fn new(
+        base_model: BaseModel,
+        data: DataConfig,
+        train: TrainConfig,
+        mose: MoseConfig,
+        seed: u64,
+    ) -> Self {
+        Self {
+            base_model,
+            tasks: Vec::new(),
+            data,
+            train,
+            mose,
+            seed,
+            trained: Vec::new(),
+        }
+    }
+
+    /// How many of the tasks, from the first, have been learned (by MoSE,
+    /// and by every method compared with it).
+    pub fn learned(&self) -> usize {
+        self.trained
+            .iter()
+            .map(|t| t.report.learned())
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Drops the scores of every task not learned yet, after such a task
+    /// was removed, renamed or moved (see [`SequenceReport::forget_unlearned`]).
+    pub fn forget_unlearned(&mut self) {
+        for trained in &mut self.trained {
+            trained.report.forget_unlearned();
+        }
     }
 
     /// What `method` learned, if the project has it.

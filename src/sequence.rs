@@ -10,7 +10,7 @@ use crate::data::Example;
 use crate::eval::metrics::{Confusion, Summary, summarize};
 use crate::eval::{Routing, TaskScore, score_task};
 use crate::model::Llama;
-use crate::mose::{Capacity, Learner, Method};
+use crate::mose::{Capacity, Learner, Method, MoseError};
 use crate::train::{Flow, RunEnd, StepReport, TaskRun, TrainConfig, TrainError};
 
 /// One task of a sequence: its name and its tokenized splits.
@@ -106,6 +106,145 @@ impl SequenceReport {
     }
 }
 
+impl SequenceReport {
+    /// The report of `method` before it has learned anything.
+    pub fn new(method: Method) -> Self {
+        Self {
+            method,
+            tasks: Vec::new(),
+            base: Vec::new(),
+            routed: Vec::new(),
+            oracle: Vec::new(),
+            capacity: Vec::new(),
+            seconds: 0.0,
+        }
+    }
+
+    /// Checks that the report's parts fit together (a report read from a
+    /// file), so that nothing computed from it can go out of bounds.
+    ///
+    /// # Errors
+    /// What does not fit, in words.
+    pub fn check(&self) -> Result<(), String> {
+        let (learned, tasks) = (self.learned(), self.tasks.len());
+        if self.oracle.len() != learned || self.capacity.len() != learned {
+            return Err("its rows of scores and capacities differ in number".into());
+        }
+        if learned > tasks || self.base.len() > tasks || self.base.len() < learned {
+            return Err("it scores more or fewer tasks than it names".into());
+        }
+        for (i, (routed, oracle)) in self.routed.iter().zip(&self.oracle).enumerate() {
+            if routed.len() != oracle.len() || routed.len() <= i || routed.len() > tasks {
+                return Err(format!("its row {i} has {} scores", routed.len()));
+            }
+            let chosen = routed
+                .iter()
+                .flat_map(|score| score.routed_to.iter().flatten());
+            if chosen.clone().any(|&t| t > i) {
+                return Err(format!("its row {i} routes to a task not learned then"));
+            }
+        }
+        Ok(())
+    }
+
+    /// How many tasks have been learned and scored.
+    pub fn learned(&self) -> usize {
+        self.routed.len()
+    }
+
+    /// Drops every score of a task not learned yet (the columns after the
+    /// learned ones, and their base scores), for when such tasks are
+    /// removed or reordered: they are scored afresh before the next task is
+    /// learned.
+    pub fn forget_unlearned(&mut self) {
+        let learned = self.learned();
+        self.tasks.truncate(learned);
+        self.base.truncate(learned);
+        for row in self.routed.iter_mut().chain(self.oracle.iter_mut()) {
+            row.truncate(learned);
+        }
+    }
+}
+
+/// Scores the frozen base model on each task of `tasks` that `report` has
+/// no base score for yet.
+///
+/// # Errors
+/// [`MoseError`] when the device cannot hand the scores back.
+pub async fn score_base(
+    model: &Llama,
+    report: &mut SequenceReport,
+    tasks: &[SequenceTask<'_>],
+    pad_id: u32,
+    eval_batch: usize,
+    device: &Device,
+) -> Result<(), MoseError> {
+    for (j, task) in tasks.iter().enumerate().skip(report.base.len()) {
+        let score = score_task(
+            model,
+            None,
+            j,
+            task.heldout,
+            pad_id,
+            Routing::Oracle,
+            eval_batch,
+            device,
+        )
+        .await?;
+        report.base.push(score);
+    }
+    report.tasks = tasks.iter().map(|t| t.name.to_string()).collect();
+    Ok(())
+}
+
+/// Scores every task of `tasks` with `learner`, which has just learned one
+/// more of them (adding `capacity`), routed and with the oracle, and adds the
+/// row to `report`.
+///
+/// # Errors
+/// [`MoseError`] when the device cannot hand the scores back.
+#[allow(clippy::too_many_arguments)]
+pub async fn score_learned(
+    model: &Llama,
+    learner: &Learner,
+    report: &mut SequenceReport,
+    tasks: &[SequenceTask<'_>],
+    capacity: Capacity,
+    pad_id: u32,
+    eval_batch: usize,
+    device: &Device,
+) -> Result<(), MoseError> {
+    let mut routed_row = Vec::with_capacity(tasks.len());
+    let mut oracle_row = Vec::with_capacity(tasks.len());
+    for (j, task) in tasks.iter().enumerate() {
+        let score = |routing| {
+            score_task(
+                model,
+                Some(learner),
+                j,
+                task.heldout,
+                pad_id,
+                routing,
+                eval_batch,
+                device,
+            )
+        };
+        let routed_score = score(Routing::Routed).await?;
+        // Without a router both modes run the same adapter.
+        let oracle_score = match learner.method().is_routed() {
+            true => score(Routing::Oracle).await?,
+            false => routed_score.clone(),
+        };
+        routed_row.push(routed_score);
+        oracle_row.push(oracle_score);
+    }
+    report.routed.push(routed_row);
+    report.oracle.push(oracle_row);
+    report.capacity.push(capacity);
+    report.tasks = tasks.iter().map(|t| t.name.to_string()).collect();
+    Ok(())
+}
+
 /// Learns `tasks` in order with `learner`, scoring every task after each.
 /// Returns `None` when `on_event` stopped it.
 #[allow(clippy::too_many_arguments)]
@@ -120,25 +259,8 @@ pub async fn run_sequence(
     on_event: &mut dyn FnMut(SequenceEvent) -> Flow,
 ) -> Result<Option<SequenceReport>, TrainError> {
     let started = Instant::now();
-    let mut base = Vec::with_capacity(tasks.len());
-    for (j, task) in tasks.iter().enumerate() {
-        base.push(
-            score_task(
-                model,
-                None,
-                j,
-                task.heldout,
-                pad_id,
-                Routing::Oracle,
-                eval_batch,
-                device,
-            )
-            .await?,
-        );
-    }
-    let mut routed = Vec::new();
-    let mut oracle = Vec::new();
-    let mut capacity = Vec::new();
+    let mut report = SequenceReport::new(learner.method());
+    score_base(model, &mut report, tasks, pad_id, eval_batch, device).await?;
     for (i, task) in tasks.iter().enumerate() {
         let mut run = TaskRun::start(
             model, learner, task.name, task.train, pad_id, config, device,
@@ -158,7 +280,6 @@ pub async fn run_sequence(
             return Ok(None);
         }
         let learned = run.finish(learner).await?;
-        capacity.push(learned);
         if on_event(SequenceEvent::Learned {
             task: i,
             capacity: learned,
@@ -166,43 +287,21 @@ pub async fn run_sequence(
         {
             return Ok(None);
         }
-        let mut routed_row = Vec::with_capacity(tasks.len());
-        let mut oracle_row = Vec::with_capacity(tasks.len());
-        for (j, other) in tasks.iter().enumerate() {
-            let score = |routing| {
-                score_task(
-                    model,
-                    Some(learner),
-                    j,
-                    other.heldout,
-                    pad_id,
-                    routing,
-                    eval_batch,
-                    device,
-                )
-            };
-            let routed_score = score(Routing::Routed).await?;
-            // Without a router both modes run the same adapter.
-            let oracle_score = match learner.method().is_routed() {
-                true => score(Routing::Oracle).await?,
-                false => routed_score.clone(),
-            };
-            routed_row.push(routed_score);
-            oracle_row.push(oracle_score);
-        }
-        routed.push(routed_row);
-        oracle.push(oracle_row);
+        score_learned(
+            model,
+            learner,
+            &mut report,
+            tasks,
+            learned,
+            pad_id,
+            eval_batch,
+            device,
+        )
+        .await?;
         if on_event(SequenceEvent::Scored { after: i }) == Flow::Stop {
             return Ok(None);
         }
     }
-    Ok(Some(SequenceReport {
-        method: learner.method(),
-        tasks: tasks.iter().map(|t| t.name.to_string()).collect(),
-        base,
-        routed,
-        oracle,
-        capacity,
-        seconds: started.elapsed().as_secs_f64(),
-    }))
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(Some(report))
 }

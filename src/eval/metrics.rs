@@ -24,29 +24,38 @@ pub struct Summary {
     pub forgetting: Option<f64>,
 }
 
-/// The metrics of `r` (`T x T`, rows in learning order) given the base
-/// model's scores `base` (`T`).
+/// The metrics of `r` given the base model's scores `base`.
+///
+/// Row `i` of `r` holds the scores after learning tasks `0..=i`: at least
+/// `i + 1` of them, and those of later tasks when they existed then (a task
+/// a person adds after some learning has no score in the earlier rows).
+/// Forward transfer averages over the tasks that were scored just before
+/// they were learned; it is `None` when there is none.
 ///
 /// # Panics
-/// If `r` is empty or not square, or `base` has another length: these are
-/// programmer errors.
+/// If `r` is empty, a row is shorter than its learned tasks, or `base` has
+/// fewer scores than `r` has rows: these are programmer errors.
 pub fn summarize(r: &[Vec<f64>], base: &[f64]) -> Summary {
     let t = r.len();
     assert!(t > 0, "an R matrix needs at least one task");
     assert!(
-        r.iter().all(|row| row.len() == t),
-        "the R matrix must be square"
+        r.iter().enumerate().all(|(i, row)| row.len() > i),
+        "row i of the R matrix scores at least tasks 0..=i"
     );
-    assert_eq!(base.len(), t, "one base score per task");
-    let last = &r[t - 1];
+    assert!(base.len() >= t, "one base score per learned task");
+    let last = &r[t - 1][..t];
     let acc = mean(last.iter().copied());
     let backward: f64 = (0..t - 1).map(|j| last[j] - r[j][j]).sum();
     let earlier = t > 1;
+    let forward: Vec<f64> = (1..t)
+        .filter(|&j| r[j - 1].len() > j)
+        .map(|j| r[j - 1][j] - base[j])
+        .collect();
     Summary {
         acc,
         bwt: earlier.then(|| backward / (t - 1) as f64),
         bwt_trace: backward / t as f64,
-        fwt: earlier.then(|| mean((1..t).map(|j| r[j - 1][j] - base[j]))),
+        fwt: (!forward.is_empty()).then(|| mean(forward.into_iter())),
         forgetting: earlier.then(|| {
             mean((0..t - 1).map(|j| {
                 let best = (0..t - 1)
@@ -132,6 +141,25 @@ mod tests {
         // Forgetting: task 0: max(R00, R10) - R20 = -1.0 + 2.0 = 1.0;
         // task 1: max(R01, R11) - R21 = -1.2 + 1.4 = 0.2; mean 0.6.
         close(s.forgetting.unwrap(), 0.6);
+    }
+
+    #[test]
+    fn a_task_added_after_learning_began_has_no_forward_transfer() {
+        // Task 2 was added after task 0 was learned, so row 0 never scored
+        // it; task 1 was there from the start. A fourth task is not learned.
+        let r = vec![
+            vec![-1.0, -3.0],
+            vec![-1.5, -1.2, -3.5, -4.0],
+            vec![-2.0, -1.4, -0.8, -3.9],
+        ];
+        let base = vec![-3.0, -3.2, -3.9, -4.1];
+        let s = summarize(&r, &base);
+        close(s.acc, -1.4);
+        close(s.bwt.unwrap(), -0.6);
+        // Only R01 - b1 and R12 - b2 exist: the same as the square case.
+        close(s.fwt.unwrap(), 0.3);
+        let r = vec![vec![-1.0], vec![-1.5, -1.2]];
+        assert_eq!(summarize(&r, &base).fwt, None);
     }
 
     #[test]

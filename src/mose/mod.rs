@@ -383,6 +383,40 @@ impl Learner {
         )
     }
 
+    /// The weight `route` gives each sub-expert at each adapted site:
+    /// `weights[s][e] = sum_t pi_t w_t[e]` over the global sub-experts `e`
+    /// (in the order tasks added them), the mixture [`mixture`](Self::mixture)
+    /// builds. Empty for the shared baselines.
+    pub fn expert_weights(&self, route: &Route) -> Vec<Vec<f32>> {
+        let LearnerState::Tasks(tasks) = &self.state else {
+            return Vec::new();
+        };
+        let experts = experts_of(tasks).len();
+        (0..self.sites.len())
+            .map(|s| {
+                let mut w = vec![0.0f32; experts];
+                for &(t, pi) in &route.chosen {
+                    for (pos, &id) in tasks[t].visible.iter().enumerate() {
+                        w[id] += pi * tasks[t].weights[s][pos];
+                    }
+                }
+                w
+            })
+            .collect()
+    }
+
+    /// For each global sub-expert, the task that added it.
+    pub fn expert_owners(&self) -> Vec<usize> {
+        let LearnerState::Tasks(tasks) = &self.state else {
+            return Vec::new();
+        };
+        tasks
+            .iter()
+            .enumerate()
+            .flat_map(|(t, task)| std::iter::repeat_n(t, task.params.experts.len()))
+            .collect()
+    }
+
     /// The oracle's decision: the true task, if learned.
     pub fn oracle_route(&self, task: usize) -> Route {
         Route::oracle(task, self.tasks_learned())
@@ -422,18 +456,14 @@ impl Learner {
     ) -> Option<Mixture> {
         let batch = routes.len();
         let experts = experts_of(tasks);
+        // w = sum_t pi_t w_t over the global sub-experts, per sequence and site.
+        let per_row: Vec<Vec<Vec<f32>>> = routes.iter().map(|r| self.expert_weights(r)).collect();
         let mut mixes = Vec::with_capacity(self.sites.len());
         for (s, spec) in self.sites.iter().enumerate() {
-            // w = sum_t pi_t w_t over the global sub-experts, per sequence.
-            let mut w = vec![0.0f32; batch * experts.len()];
-            for (b, route) in routes.iter().enumerate() {
-                for &(t, pi) in &route.chosen {
-                    let task = &tasks[t];
-                    for (pos, &id) in task.visible.iter().enumerate() {
-                        w[b * experts.len() + id] += pi * task.weights[s][pos];
-                    }
-                }
-            }
+            let w: Vec<f32> = per_row
+                .iter()
+                .flat_map(|row| row[s].iter().copied())
+                .collect();
             // Only the sub-experts some sequence uses enter the pool.
             let used: Vec<usize> = (0..experts.len())
                 .filter(|&id| (0..batch).any(|b| w[b * experts.len() + id] != 0.0))
