@@ -208,7 +208,6 @@ fn learn_with_stops(
             model,
             &learner,
             &split.train,
-            s.pad,
             device,
         ))
         .unwrap();
@@ -287,7 +286,7 @@ fn a_checkpoint_resumes_only_into_its_own_task() {
     .unwrap();
     let bytes = pollster::block_on(run.checkpoint()).unwrap();
     let resume = |bytes: &[u8], learner: &Learner, examples| match pollster::block_on(
-        TaskRun::resume(bytes, model, learner, examples, pad, &device),
+        TaskRun::resume(bytes, model, learner, examples, &device),
     ) {
         Err(e @ TrainError::BadCheckpoint { .. }) => e.to_string(),
         Err(e) => panic!("another error: {e}"),

@@ -6,15 +6,15 @@
 //! settings, and what the run was started against, so a checkpoint is only
 //! resumed into the learner and the examples it came from.
 //!
-//! The query features are not stored: they come again from the frozen model.
-//! A resumed run therefore takes exactly the steps the uninterrupted run
-//! would have taken (tests/mose.rs).
+//! The query features are not stored: each step computes its batch's from
+//! the frozen model. A resumed run therefore takes exactly the steps the
+//! uninterrupted run would have taken (tests/mose.rs).
 
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 
-use super::{TaskRun, TrainConfig, TrainError, Trainable, example_queries};
+use super::{TaskRun, TrainConfig, TrainError, Trainable};
 use crate::data::{Batches, Example};
 use crate::model::Llama;
 use crate::mose::{Learner, Method, read_vec};
@@ -96,7 +96,6 @@ impl TaskRun {
         model: &Llama,
         learner: &Learner,
         examples: &[Example],
-        pad_id: u32,
         device: &Device,
     ) -> Result<Self, TrainError> {
         let header: Header = saved::read_description(
@@ -195,12 +194,6 @@ impl TaskRun {
             }
         }
         let trainable = skeleton.unflatten(params);
-        let queries = match learner.shared() {
-            Some(_) => Vec::new(),
-            None => {
-                example_queries(model, learner, examples, pad_id, &header.config, device).await?
-            }
-        };
         Ok(Self {
             name: header.task,
             method: header.method,
@@ -211,7 +204,6 @@ impl TaskRun {
             batches: header.batches,
             optimizer,
             trainable: Some(trainable),
-            queries,
             hidden: model.config().hidden_size,
             settled: header.settled,
             losses: header.losses,

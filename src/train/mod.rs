@@ -246,9 +246,6 @@ pub struct TaskRun {
     batches: Batches,
     optimizer: FlatAdamW,
     trainable: Option<Trainable>,
-    /// Unit query features of the training examples, `[n, hidden]` row-major
-    /// (routed methods only).
-    queries: Vec<f32>,
     hidden: usize,
     /// Each site's top-k once the settle phase has begun.
     settled: Option<Vec<Vec<usize>>>,
@@ -277,27 +274,27 @@ impl TaskRun {
         }
         let batches = Batches::new(examples.len(), config.batch_size, config.seed);
         let train_device = device.clone().autodiff();
-        let (trainable, queries) = match learner.shared() {
-            Some(shared) => (Trainable::Shared(shared.clone().train()), Vec::new()),
+        let trainable = match learner.shared() {
+            Some(shared) => Trainable::Shared(shared.clone().train()),
             None => {
-                let queries =
-                    example_queries(model, learner, examples, pad_id, config, device).await?;
                 // Key: the normalised mean query of the first batches.
                 let hidden = model.config().hidden_size;
                 let mut first = batches.clone();
                 let mut mean = vec![0.0f64; hidden];
                 let mut count = 0usize;
                 for _ in 0..learner.config().key_init_batches {
-                    for i in first.next_indices() {
-                        for (m, q) in mean.iter_mut().zip(&queries[i * hidden..(i + 1) * hidden]) {
+                    let indices = first.next_indices();
+                    let queries =
+                        indices_queries(model, learner, examples, &indices, pad_id, device).await?;
+                    for query in queries.chunks(hidden) {
+                        for (m, q) in mean.iter_mut().zip(query) {
                             *m += *q as f64;
                         }
                         count += 1;
                     }
                 }
                 let key: Vec<f32> = mean.iter().map(|m| (m / count as f64) as f32).collect();
-                let params = learner.new_task(unit(&key), &train_device);
-                (Trainable::Task(params), queries)
+                Trainable::Task(learner.new_task(unit(&key), &train_device))
             }
         };
         Ok(Self {
@@ -310,7 +307,6 @@ impl TaskRun {
             batches,
             optimizer: FlatAdamW::new(config.adam_settings()),
             trainable: Some(trainable),
-            queries,
             hidden: model.config().hidden_size,
             settled: None,
             losses: Vec::new(),
@@ -448,14 +444,11 @@ impl TaskRun {
         let mut loss = next_token_loss.clone();
         if let Trainable::Task(params) = &trainable {
             let config = learner.config();
-            let queries: Vec<f32> = indices
-                .iter()
-                .flat_map(|&i| {
-                    self.queries[i * self.hidden..(i + 1) * self.hidden]
-                        .iter()
-                        .copied()
-                })
-                .collect();
+            // The batch's query features, from the frozen model: computed
+            // per step (not for every example up front), so a task starts at
+            // once and a resumed run computes exactly what the whole run did.
+            let (query_ids, _) = batch_tensors(batch, device);
+            let queries = batch_queries(model, learner, batch, query_ids, device).await?;
             let queries = Tensor::<2>::from_data(
                 TensorData::new(queries, [indices.len(), self.hidden]),
                 device,
@@ -547,33 +540,20 @@ pub(crate) fn batch_tensors(batch: &PaddedBatch, device: &Device) -> (Tensor<2, 
     (ids, targets)
 }
 
-/// Unit query features of `examples`, `[n, hidden]` row-major, from the frozen model.
-pub(crate) async fn example_queries(
+/// Unit query features of `examples[i]` for each `i` of `indices` (one
+/// batch, padded as a training step pads it), `[indices, hidden]` row-major.
+async fn indices_queries(
     model: &Llama,
     learner: &Learner,
     examples: &[Example],
+    indices: &[usize],
     pad_id: u32,
-    config: &TrainConfig,
     device: &Device,
 ) -> Result<Vec<f32>, MoseError> {
-    let hidden = model.config().hidden_size;
-    // Batched by length, so a batch pads little: one 128-token example among
-    // short ones would make every row 128 long. The order is a function of
-    // the examples alone, so a resumed run gets the same features.
-    let mut order: Vec<usize> = (0..examples.len()).collect();
-    order.sort_by_key(|&i| examples[i].ids.len());
-    let mut out = vec![0.0f32; examples.len() * hidden];
-    for chunk in order.chunks(config.query_batch_size) {
-        let refs: Vec<&Example> = chunk.iter().map(|&i| &examples[i]).collect();
-        let batch = PaddedBatch::new(&refs, pad_id);
-        let (ids, _) = batch_tensors(&batch, device);
-        let queries = batch_queries(model, learner, &batch, ids, device).await?;
-        for (&i, query) in chunk.iter().zip(queries.chunks(hidden)) {
-            out[i * hidden..(i + 1) * hidden].copy_from_slice(query);
-        }
-        crate::backend::yield_now().await;
-    }
-    Ok(out)
+    let refs: Vec<&Example> = indices.iter().map(|&i| &examples[i]).collect();
+    let batch = PaddedBatch::new(&refs, pad_id);
+    let (ids, _) = batch_tensors(&batch, device);
+    batch_queries(model, learner, &batch, ids, device).await
 }
 
 /// Unit query features of the rows of `batch` (whose ids are `ids`),
