@@ -1,0 +1,68 @@
+// MoSE Lab's service worker: the app works offline after the first load
+// (../shared/design/UX.md, "Works offline after the first load").
+//
+// This file is a template. scripts/sw-manifest.mjs, a Trunk post_build hook
+// (Trunk.toml), writes it into the build as sw.js with the two placeholders
+// below filled in: every file of the build, and a version hashed from their
+// names and contents, so each build gets its own cache.
+//
+// On install it stores every file of the build in one cache; the page waits
+// for that (window.moseOffline in index.html resolves "ready" once a worker is
+// active, that is once its install has cached everything) before it says it is
+// ready, and it never fetches anything after it says ready. So once the page
+// is ready, a reload needs no network. The browser itself still asks the server
+// for sw.js a few seconds after a page load (its update check, which is how a
+// new build arrives: a new sw.js installs a new cache); that request carries
+// nothing of the person's work, and offline it just fails.
+//
+// Requests are answered from the cache first, then from the network; what the
+// network answers is never stored. Only same-origin GET requests are handled;
+// the browser does the rest as if there were no worker.
+"use strict";
+
+const VERSION = "__MOSE_SW_VERSION__";
+const FILES = ["__MOSE_SW_FILES__"];
+
+const PREFIX = "mose-lab-";
+const CACHE = PREFIX + VERSION;
+
+self.addEventListener("install", (event) => {
+  event.waitUntil(
+    (async () => {
+      const cache = await caches.open(CACHE);
+      // cache: "no-cache" asks the server whether what the HTTP cache holds is
+      // still current: never the previous build's index.html, but no second
+      // download of what the page has just loaded either.
+      await cache.addAll(FILES.map((file) => new Request(file, { cache: "no-cache" })));
+      await self.skipWaiting();
+    })(),
+  );
+});
+
+self.addEventListener("activate", (event) => {
+  event.waitUntil(
+    (async () => {
+      const names = await caches.keys();
+      await Promise.all(
+        names
+          .filter((name) => name.startsWith(PREFIX) && name !== CACHE)
+          .map((name) => caches.delete(name)),
+      );
+      await self.clients.claim();
+    })(),
+  );
+});
+
+self.addEventListener("fetch", (event) => {
+  const request = event.request;
+  if (request.method !== "GET" || new URL(request.url).origin !== self.location.origin) {
+    return;
+  }
+  event.respondWith(
+    (async () => {
+      const cache = await caches.open(CACHE);
+      const cached = await cache.match(request, { ignoreSearch: true });
+      return cached || fetch(request);
+    })(),
+  );
+});
