@@ -1,0 +1,1232 @@
+//! The app's state and everything a person can do to it: the loaded base
+//! model, the project (tasks, samples, what each method learned, metrics),
+//! the learners in memory, and the operations the panels call (add, rename,
+//! move and delete tasks with undo, learn the next task, import, export,
+//! clear). Every change to the project is saved to IndexedDB at once, so a
+//! reload finds it again.
+
+use std::rc::Rc;
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use mose_lab::backend::{self, Compute};
+use mose_lab::data::{DataConfig, DataError, Example, Sample};
+use mose_lab::model::generate::{GenerationConfig, generate};
+use mose_lab::model::{Checkpoint, Llama, LlamaConfig};
+use mose_lab::mose::{Learner, Method, MoseConfig};
+use mose_lab::project::{BaseModel, Project, ProjectTask, Trained};
+use mose_lab::sequence::{SequenceReport, SequenceTask, score_base, score_learned};
+use mose_lab::tokenizer::Tokenizer;
+use mose_lab::train::{Flow, RunEnd, StepReport, TaskRun, TrainConfig};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::Deserialize;
+
+use super::browser::{self, Store};
+
+/// Settings for one kind of device: a GPU trains the full setting, the CPU
+/// fallback a smaller one (UX.md: "CPU mode: slower, smaller model").
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeviceDefaults {
+    /// Optimiser steps per task.
+    pub steps: usize,
+    /// Sequences per step.
+    pub batch_size: usize,
+    /// Token ids per example.
+    pub max_seq_len: usize,
+    /// Training samples a starter pack task takes (a seeded random subset).
+    pub pack_train_samples: usize,
+    /// Held-out samples scored per task.
+    pub heldout_samples: usize,
+}
+
+/// Every number of the app.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppConfig {
+    /// The IndexedDB database.
+    pub db_name: &'static str,
+    /// Where the project is saved in it.
+    pub project_key: &'static str,
+    /// Where a stored project this build cannot read is kept, untouched.
+    pub unreadable_key: &'static str,
+    /// The embedded base model's folder in the served site.
+    pub model_dir: &'static str,
+    /// The starter packs' folder in the served site.
+    pub packs_dir: &'static str,
+    /// The name projects record for the embedded model (the CLI's folder name).
+    pub model_name: &'static str,
+    /// On a GPU.
+    pub gpu: DeviceDefaults,
+    /// On the CPU.
+    pub cpu: DeviceDefaults,
+    /// Peak learning rate.
+    pub learning_rate: f64,
+    /// Share of a pasted or chosen task's samples held out (UX.md: 85/15).
+    pub heldout_fraction: f64,
+    /// Seeds splits, subsets and initialisation.
+    pub seed: u64,
+    /// Sequences per forward pass when scoring.
+    pub eval_batch: usize,
+    /// A task with fewer training samples gets a warning.
+    pub few_samples: usize,
+    /// A task with fewer tokens gets a warning.
+    pub few_tokens: usize,
+    /// Share of a task's samples also in another task above which both warn.
+    pub duplicate_share: f64,
+    /// Quiet time after typing before the router runs, in milliseconds.
+    pub route_debounce_ms: u32,
+    /// How "Generate" continues a prompt.
+    pub generation: GenerationConfig,
+    /// Steps between two saved checkpoints of a running task.
+    pub checkpoint_every: usize,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        Self {
+            db_name: "mose-lab",
+            project_key: "project",
+            unreadable_key: "project.unreadable",
+            model_dir: "model",
+            packs_dir: "packs",
+            model_name: "model",
+            gpu: DeviceDefaults {
+                steps: 60,
+                batch_size: 8,
+                max_seq_len: 128,
+                pack_train_samples: 400,
+                heldout_samples: 48,
+            },
+            cpu: DeviceDefaults {
+                steps: 30,
+                batch_size: 4,
+                max_seq_len: 64,
+                pack_train_samples: 160,
+                heldout_samples: 24,
+            },
+            learning_rate: 3e-3,
+            heldout_fraction: 0.15,
+            seed: 0,
+            eval_batch: 16,
+            few_samples: 8,
+            few_tokens: 1500,
+            duplicate_share: 0.5,
+            route_debounce_ms: 300,
+            generation: GenerationConfig {
+                max_new_tokens: 48,
+                temperature: 0.8,
+                top_k: Some(40),
+                top_p: 0.95,
+                repetition_penalty: 1.1,
+                stop: Vec::new(),
+                stop_at_eos: true,
+                seed: 0,
+            },
+            checkpoint_every: 10,
+        }
+    }
+}
+
+/// One starter pack as `packs/index.json` describes it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PackInfo {
+    /// Folder name.
+    pub name: String,
+    /// Title for people.
+    pub title: String,
+    /// One sentence.
+    pub description: String,
+    /// `text` or `pairs`.
+    pub kind: String,
+    /// Size of `train.txt`.
+    pub train_bytes: u64,
+    /// Size of `test.txt`.
+    pub test_bytes: u64,
+    /// Samples in the pack's training split.
+    pub train_samples: usize,
+}
+
+/// A starter pack with its text.
+pub struct Pack {
+    /// What it is.
+    pub info: PackInfo,
+    /// `train.txt`.
+    pub train: Vec<u8>,
+    /// `test.txt`.
+    pub test: Vec<u8>,
+}
+
+/// What the page loaded once: the device, the base model and the packs.
+pub struct Engine {
+    /// Where everything computes.
+    pub compute: Compute,
+    /// The frozen base model.
+    pub model: Llama,
+    /// Its shape.
+    pub model_config: LlamaConfig,
+    /// Its tokenizer.
+    pub tokenizer: Tokenizer,
+    /// The identity projects record.
+    pub identity: BaseModel,
+    /// The starter packs.
+    pub packs: Vec<Pack>,
+    /// The settings for this device.
+    pub defaults: DeviceDefaults,
+    /// The IndexedDB store, or why there is none.
+    pub store: Result<Store, String>,
+    /// Whether the service worker holds an offline copy.
+    pub offline: String,
+}
+
+impl Engine {
+    /// The padding id batches use.
+    pub fn pad_id(&self) -> u32 {
+        let special = self.tokenizer.special();
+        special.pad.or(special.eos).unwrap_or(0)
+    }
+}
+
+/// A loading stage, for the progress bar.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loading {
+    /// What is happening, in words.
+    pub stage: String,
+    /// Of the whole load, 0 to 1.
+    pub fraction: f64,
+}
+
+/// Loads the model, tokenizer and packs, uploads and warms up the model and
+/// restores the stored project. Reports each stage.
+///
+/// # Errors
+/// What failed and what to do, in words.
+pub async fn load(
+    config: &AppConfig,
+    report: impl Fn(Loading) + Clone + 'static,
+) -> Result<(Engine, Option<Project>, Option<String>), String> {
+    let stage = |stage: &str, fraction: f64| Loading {
+        stage: stage.to_string(),
+        fraction,
+    };
+    report(stage("Looking for a GPU", 0.0));
+    let (compute, _) = backend::best().await;
+    let defaults = match compute.kind {
+        backend::BackendKind::Wgpu => config.gpu,
+        backend::BackendKind::Cpu => config.cpu,
+    };
+
+    // Downloads: 0.05 .. 0.7 of the bar, by bytes.
+    let fetch_text = |path: String| async move {
+        browser::download(&path, |_, _| {})
+            .await
+            .map_err(unavailable)
+    };
+    let config_json = fetch_text(format!("{}/config.json", config.model_dir)).await?;
+    let index = fetch_text(format!("{}/index.json", config.packs_dir)).await?;
+    let infos: Vec<PackInfo> = serde_json::from_slice(&index)
+        .map_err(|e| format!("the starter pack list is damaged ({e}); reload the page"))?;
+    let tokenizer_json = fetch_text(format!("{}/tokenizer.json", config.model_dir)).await?;
+    let pack_bytes: f64 = infos
+        .iter()
+        .map(|p| (p.train_bytes + p.test_bytes) as f64)
+        .sum();
+    let on_weights = {
+        let report = report.clone();
+        move |received: f64, total: f64| {
+            let total = total.max(1.0) + pack_bytes;
+            report(Loading {
+                stage: format!(
+                    "Downloading the model: {:.1} of {:.1} MB",
+                    received / 1e6,
+                    total / 1e6
+                ),
+                fraction: 0.05 + 0.65 * received / total,
+            })
+        }
+    };
+    let weights = browser::download(
+        &format!("{}/model.safetensors", config.model_dir),
+        on_weights,
+    )
+    .await
+    .map_err(unavailable)?;
+    let weight_bytes = weights.len() as f64;
+    let mut packs = Vec::with_capacity(infos.len());
+    let mut received = weight_bytes;
+    for info in infos {
+        report(Loading {
+            stage: format!("Downloading the starter pack {}", info.title),
+            fraction: 0.05 + 0.65 * received / (weight_bytes + pack_bytes),
+        });
+        let dir = format!("{}/{}", config.packs_dir, info.name);
+        let train = fetch_text(format!("{dir}/train.txt")).await?;
+        let test = fetch_text(format!("{dir}/test.txt")).await?;
+        received += (train.len() + test.len()) as f64;
+        packs.push(Pack { info, train, test });
+    }
+
+    let on_device = match compute.kind {
+        backend::BackendKind::Wgpu => "Uploading the model to the GPU",
+        backend::BackendKind::Cpu => "Loading the model into memory",
+    };
+    report(stage(on_device, 0.72));
+    backend::yield_now().await;
+    let model_config = LlamaConfig::from_json(&String::from_utf8_lossy(&config_json))
+        .map_err(|e| format!("the base model's config.json is damaged ({e}); reload the page"))?;
+    let checkpoint = Checkpoint {
+        config: model_config.clone(),
+        weights,
+        tokenizer_json: String::from_utf8_lossy(&tokenizer_json).into_owned(),
+    };
+    let model = checkpoint
+        .model(&compute.device)
+        .map_err(|e| format!("the base model cannot be loaded ({e}); reload the page"))?;
+    let tokenizer = checkpoint
+        .tokenizer()
+        .map_err(|e| format!("the tokenizer cannot be loaded ({e}); reload the page"))?;
+    let identity = BaseModel::of(config.model_name, &model_config, &checkpoint.weights);
+
+    report(stage("Warming up: compiling the model's shaders", 0.8));
+    let warm = GenerationConfig {
+        max_new_tokens: 2,
+        ..GenerationConfig::default()
+    };
+    generate(&model, &tokenizer, "The", &warm, &compute.device, |_| {})
+        .await
+        .map_err(|e| gpu_failed(&e.to_string()))?;
+
+    report(stage("Restoring your project", 0.9));
+    let store = Store::open(config.db_name).await;
+    let (project, problem) = match &store {
+        Ok(store) => restore(store, config, &identity).await,
+        Err(why) => (
+            None,
+            Some(format!(
+                "{why}. Work in this page will not survive a reload."
+            )),
+        ),
+    };
+
+    report(stage("Keeping a copy for offline use", 0.96));
+    let offline = browser::offline_copy().await;
+    let engine = Engine {
+        compute,
+        model,
+        model_config,
+        tokenizer,
+        identity,
+        packs,
+        defaults,
+        store,
+        offline,
+    };
+    Ok((engine, project, problem))
+}
+
+fn unavailable(e: String) -> String {
+    format!("MoSE Lab could not download its files ({e}); check the connection and reload the page")
+}
+
+fn gpu_failed(e: &str) -> String {
+    format!(
+        "the device failed while running the model ({e}). Reload the page; if it fails again, \
+         close other GPU-heavy tabs, or turn WebGPU off to use CPU mode"
+    )
+}
+
+/// The stored project, or why it could not be used (it is then kept aside).
+async fn restore(
+    store: &Store,
+    config: &AppConfig,
+    identity: &BaseModel,
+) -> (Option<Project>, Option<String>) {
+    let bytes = match store.get(config.project_key).await {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return (None, None),
+        Err(why) => return (None, Some(why)),
+    };
+    let read = Project::from_bytes(&bytes).and_then(|p| p.check_base_model(identity).map(|_| p));
+    match read {
+        Ok(project) => (Some(project), None),
+        Err(why) => {
+            let kept = store.put(config.unreadable_key, &bytes).await;
+            let _ = store.delete(config.project_key).await;
+            let kept = match kept {
+                Ok(()) => {
+                    "It is kept aside in this browser's storage; export it with \"Export the unreadable project\"."
+                }
+                Err(_) => "It could not be kept aside.",
+            };
+            (
+                None,
+                Some(format!(
+                    "Your saved project could not be opened: {why}. {kept}"
+                )),
+            )
+        }
+    }
+}
+
+/// What the train panel shows.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum TrainState {
+    /// Nothing running.
+    #[default]
+    Idle,
+    /// Reading the task's queries before the first step.
+    Starting,
+    /// Taking steps.
+    Running,
+    /// Stopped between two steps, can resume.
+    Paused,
+    /// Scoring every task after learning one.
+    Scoring,
+    /// Writing the project to storage.
+    Saving,
+    /// The run failed; the project is as it was before it.
+    Failed(String),
+}
+
+impl TrainState {
+    /// The `data-state` value.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TrainState::Idle => "idle",
+            TrainState::Starting => "starting",
+            TrainState::Running => "running",
+            TrainState::Paused => "paused",
+            TrainState::Scoring => "scoring",
+            TrainState::Saving => "saving",
+            TrainState::Failed(_) => "failed",
+        }
+    }
+
+    /// True while a task is being learned.
+    pub fn busy(&self) -> bool {
+        !matches!(self, TrainState::Idle | TrainState::Failed(_))
+    }
+}
+
+/// What a person asked of the running task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Go on.
+    Run,
+    /// Stop between two steps and wait.
+    Pause,
+    /// Stop and forget this task's run.
+    Cancel,
+}
+
+/// Progress of the running task.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Progress {
+    /// The task being learned.
+    pub task: String,
+    /// The method training now.
+    pub method: Option<Method>,
+    /// Its last step.
+    pub step: Option<StepReport>,
+    /// Seconds one step takes, averaged over this run.
+    pub seconds_per_step: f64,
+    /// Steps still to run, over every method of this task.
+    pub steps_left: usize,
+    /// While scoring: tasks scored and to score.
+    pub scoring: Option<(usize, usize)>,
+}
+
+/// One loss value for the chart.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossPoint {
+    /// Which method.
+    pub method: Method,
+    /// Step, 1-based.
+    pub step: usize,
+    /// Loss.
+    pub loss: f32,
+}
+
+/// The settings a person can change before learning the next task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Steps per task.
+    pub steps: usize,
+    /// Peak learning rate.
+    pub learning_rate: f64,
+    /// Sequences per step.
+    pub batch_size: usize,
+    /// Rank of each sub-expert.
+    pub rank: usize,
+    /// New sub-experts per site for each task.
+    pub experts_per_task: usize,
+    /// Held-out samples scored per task.
+    pub heldout: usize,
+    /// Token ids per example (fixed once learning starts).
+    pub max_seq_len: usize,
+    /// Train plain LoRA on the same tasks, to compare.
+    pub compare_lora: bool,
+}
+
+/// Something a person can take back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Undo {
+    /// What "Undo" undoes, in words.
+    pub label: String,
+    /// The project before it.
+    pub project: Project,
+}
+
+/// The whole app state, as copyable handles.
+#[derive(Clone, Copy)]
+pub struct Lab {
+    /// Every number.
+    pub config: StoredValue<AppConfig>,
+    /// The loaded model and device.
+    pub engine: StoredValue<Rc<Engine>, LocalStorage>,
+    /// The project.
+    pub project: RwSignal<Project>,
+    /// What each method of `project.trained` has learned, in the same order.
+    pub learners: StoredValue<Vec<Learner>, LocalStorage>,
+    /// Settings for the next task.
+    pub settings: RwSignal<Settings>,
+    /// The latest information for the person.
+    pub notice: RwSignal<Option<String>>,
+    /// The latest error for the person.
+    pub error: RwSignal<Option<String>>,
+    /// The last destructive change, while it can be undone.
+    pub undo: RwSignal<Option<Undo>>,
+    /// The train panel's state.
+    pub train_state: RwSignal<TrainState>,
+    /// Progress of the running task.
+    pub progress: RwSignal<Progress>,
+    /// The loss of every step of the current or last task.
+    pub losses: RwSignal<Vec<LossPoint>>,
+    /// What the person asked of the running task.
+    pub control: RwSignal<Control>,
+    /// Bytes stored and the quota, when known.
+    pub storage: RwSignal<Option<(f64, f64)>>,
+}
+
+impl Lab {
+    /// The state after loading, with the restored project or an empty one.
+    pub fn new(config: AppConfig, engine: Engine, project: Option<Project>) -> Self {
+        let defaults = engine.defaults;
+        let project = project.unwrap_or_else(|| empty_project(&config, &engine));
+        let learners = learners_of(&project, &engine);
+        let (project, learners) = match learners {
+            Ok(learners) => (project, learners),
+            Err(_) => (empty_project(&config, &engine), Vec::new()),
+        };
+        let settings = settings_of(&project, defaults);
+        Self {
+            config: StoredValue::new(config),
+            engine: StoredValue::new_local(Rc::new(engine)),
+            project: RwSignal::new(project),
+            learners: StoredValue::new_local(learners),
+            settings: RwSignal::new(settings),
+            notice: RwSignal::new(None),
+            error: RwSignal::new(None),
+            undo: RwSignal::new(None),
+            train_state: RwSignal::new(TrainState::Idle),
+            progress: RwSignal::new(Progress::default()),
+            losses: RwSignal::new(Vec::new()),
+            control: RwSignal::new(Control::Run),
+            storage: RwSignal::new(None),
+        }
+    }
+
+    /// The loaded model and device.
+    pub fn engine(self) -> Rc<Engine> {
+        self.engine.get_value()
+    }
+
+    /// Shows `message` as information and clears the error.
+    pub fn tell(self, message: impl Into<String>) {
+        self.error.set(None);
+        self.notice.set(Some(message.into()));
+    }
+
+    /// Shows `message` as an error.
+    pub fn fail(self, message: impl Into<String>) {
+        self.error.set(Some(message.into()));
+    }
+
+    /// True while a task is being learned: the task list is then fixed.
+    pub fn busy(self) -> bool {
+        self.train_state.with_untracked(TrainState::busy)
+    }
+
+    /// Saves the project to the browser's storage and refreshes the meter.
+    pub fn save(self) {
+        let engine = self.engine();
+        let project = self.project.get_untracked();
+        let key = self.config.with_value(|c| c.project_key);
+        spawn_local(async move {
+            let Ok(store) = &engine.store else {
+                return;
+            };
+            let saved = match project.to_bytes() {
+                Ok(bytes) => store.put(key, &bytes).await,
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(why) = saved {
+                self.fail(format!(
+                    "Your project could not be saved: {why}. Export it to keep it."
+                ));
+            }
+            self.storage.set(browser::storage_use().await);
+        });
+    }
+
+    /// Refreshes the storage meter.
+    pub fn refresh_storage(self) {
+        spawn_local(async move { self.storage.set(browser::storage_use().await) });
+    }
+
+    /// Changes the project, keeping the previous one for "Undo" under `label`.
+    fn change_with_undo(self, label: &str, change: impl FnOnce(&mut Project)) {
+        let before = self.project.get_untracked();
+        self.project.update(change);
+        self.undo.set(Some(Undo {
+            label: label.to_string(),
+            project: before,
+        }));
+        self.save();
+    }
+
+    /// Puts back the project the last destructive change replaced.
+    pub fn undo(self) {
+        let Some(undo) = self.undo.get_untracked() else {
+            return;
+        };
+        if self.busy() {
+            self.fail("Wait until the task being learned is done, then undo.");
+            return;
+        }
+        match learners_of(&undo.project, &self.engine()) {
+            Ok(learners) => {
+                self.learners.set_value(learners);
+                self.project.set(undo.project);
+                self.undo.set(None);
+                self.tell(format!("Undone: {}.", undo.label));
+                self.save();
+            }
+            Err(why) => self.fail(format!("That cannot be undone: {why}")),
+        }
+    }
+
+    /// Adds a task from text a person pasted or chose.
+    pub fn add_text_task(self, name: &str, bytes: &[u8]) -> Result<(), String> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err("Give the task a name first.".into());
+        }
+        let project = self.project.get_untracked();
+        let seed = self.config.with_value(|c| c.seed) ^ project.tasks.len() as u64;
+        let task = ProjectTask::from_text(&unique_name(&project, name), bytes, &project.data, seed)
+            .map_err(|e| data_message(name, &e))?;
+        self.push_task(task)
+    }
+
+    /// Adds starter pack `name` as a task: a seeded subset of its training
+    /// samples and its whole held-out split (cut to the held-out setting
+    /// when it is first scored).
+    pub fn add_pack_task(self, name: &str) -> Result<(), String> {
+        let engine = self.engine();
+        let Some(pack) = engine.packs.iter().find(|p| p.info.name == name) else {
+            return Err(format!("There is no starter pack {name}."));
+        };
+        let project = self.project.get_untracked();
+        let mut task =
+            ProjectTask::from_split_texts(&pack.info.title, &pack.train, &pack.test, &project.data)
+                .map_err(|e| data_message(&pack.info.title, &e))?;
+        task.name = unique_name(&project, &pack.info.title);
+        let keep = engine.defaults.pack_train_samples;
+        if task.split.train.len() > keep {
+            let seed = self.config.with_value(|c| c.seed);
+            task.split.train.shuffle(&mut StdRng::seed_from_u64(seed));
+            task.split.train.truncate(keep);
+            task.split.train.sort_unstable();
+        }
+        self.push_task(task)
+    }
+
+    fn push_task(self, task: ProjectTask) -> Result<(), String> {
+        let name = task.name.clone();
+        // Every sample must make an example now, not when it is learned.
+        let data = self.project.with_untracked(|p| p.data.clone());
+        task.examples(&self.engine().tokenizer, &data)
+            .map_err(|e| data_message(&name, &e))?;
+        self.project.update(|p| p.tasks.push(task));
+        self.tell(format!("Added the task {name}."));
+        self.save();
+        Ok(())
+    }
+
+    /// Renames task `index` (not yet learned).
+    pub fn rename_task(self, index: usize, name: &str) -> Result<(), String> {
+        let name = name.trim();
+        let project = self.project.get_untracked();
+        self.check_editable(&project, index)?;
+        if name.is_empty() {
+            return Err("A task needs a name.".into());
+        }
+        if project.tasks[index].name == name {
+            return Ok(());
+        }
+        let name = unique_name(&project, name);
+        self.project.update(|p| {
+            p.tasks[index].name = name.clone();
+            p.forget_unlearned();
+        });
+        self.save();
+        Ok(())
+    }
+
+    /// Moves task `index` by `by` places (both ends not yet learned).
+    pub fn move_task(self, index: usize, by: isize) -> Result<(), String> {
+        let project = self.project.get_untracked();
+        let to = index as isize + by;
+        if to < 0 || to as usize >= project.tasks.len() {
+            return Ok(());
+        }
+        let to = to as usize;
+        self.check_editable(&project, index)?;
+        self.check_editable(&project, to)?;
+        self.project.update(|p| {
+            p.tasks.swap(index, to);
+            p.forget_unlearned();
+        });
+        self.save();
+        Ok(())
+    }
+
+    /// Deletes task `index` (not yet learned); "Undo" brings it back.
+    pub fn delete_task(self, index: usize) -> Result<(), String> {
+        let project = self.project.get_untracked();
+        self.check_editable(&project, index)?;
+        let name = project.tasks[index].name.clone();
+        self.change_with_undo(&format!("deleting {name}"), |p| {
+            p.tasks.remove(index);
+            p.forget_unlearned();
+        });
+        self.tell(format!("Deleted the task {name}."));
+        Ok(())
+    }
+
+    fn check_editable(self, project: &Project, index: usize) -> Result<(), String> {
+        if self.busy() {
+            return Err("The task list is fixed while a task is being learned.".into());
+        }
+        if index < project.learned() {
+            return Err(format!(
+                "{} is learned, so it stays as it is. To change it, start over.",
+                project.tasks[index].name
+            ));
+        }
+        Ok(())
+    }
+
+    /// Forgets everything learned, keeping the tasks ("Undo" brings it back).
+    pub fn start_over(self) {
+        if self.busy() {
+            return;
+        }
+        self.change_with_undo("starting over", |p| p.trained.clear());
+        self.learners.set_value(Vec::new());
+        self.losses.set(Vec::new());
+        self.tell("Everything learned is forgotten; the tasks are kept.");
+    }
+
+    /// The project as one file, for "Export".
+    pub fn export(self) -> Result<Vec<u8>, String> {
+        self.project
+            .with_untracked(Project::to_bytes)
+            .map_err(|e| format!("The project could not be written: {e}"))
+    }
+
+    /// Replaces the project with an exported one ("Undo" brings back the old one).
+    pub fn import(self, bytes: &[u8]) -> Result<(), String> {
+        if self.busy() {
+            return Err("Wait until the task being learned is done, then import.".into());
+        }
+        let engine = self.engine();
+        let project = Project::from_bytes(bytes)
+            .and_then(|p| p.check_base_model(&engine.identity).map(|_| p))
+            .map_err(|e| format!("That file cannot be imported: {e}."))?;
+        let learners = learners_of(&project, &engine)
+            .map_err(|e| format!("That file cannot be imported: {e}."))?;
+        let summary = format!(
+            "Imported a project with {} tasks, {} learned.",
+            project.tasks.len(),
+            project.learned()
+        );
+        let settings = settings_of(&project, engine.defaults);
+        self.change_with_undo("the import", |p| *p = project);
+        self.learners.set_value(learners);
+        self.settings.set(settings);
+        self.losses.set(Vec::new());
+        self.tell(summary);
+        Ok(())
+    }
+
+    /// Deletes the stored project and starts an empty one ("Undo" brings it back).
+    pub fn clear(self) {
+        if self.busy() {
+            self.fail("Wait until the task being learned is done, then delete.");
+            return;
+        }
+        let engine = self.engine();
+        let config = self.config.get_value();
+        let empty = empty_project(&config, &engine);
+        let before = self.project.get_untracked();
+        self.project.set(empty);
+        self.learners.set_value(Vec::new());
+        self.losses.set(Vec::new());
+        self.undo.set(Some(Undo {
+            label: "deleting everything".into(),
+            project: before,
+        }));
+        self.settings
+            .set(settings_of(&self.project.get_untracked(), engine.defaults));
+        spawn_local(async move {
+            if let Ok(store) = &engine.store {
+                for key in [config.project_key, config.unreadable_key] {
+                    if let Err(why) = store.delete(key).await {
+                        self.fail(why);
+                    }
+                }
+            }
+            self.storage.set(browser::storage_use().await);
+        });
+        self.tell("Everything stored in this browser is deleted.");
+    }
+
+    /// The project kept aside because this build could not read it.
+    pub async fn unreadable(self) -> Option<Vec<u8>> {
+        let engine = self.engine();
+        let store = engine.store.as_ref().ok()?;
+        let key = self.config.with_value(|c| c.unreadable_key);
+        store.get(key).await.ok().flatten()
+    }
+
+    /// Learns the next task with MoSE (and plain LoRA when compared), scores
+    /// every task after it and saves the project.
+    pub fn learn_next(self) {
+        if self.busy() {
+            return;
+        }
+        self.control.set(Control::Run);
+        self.train_state.set(TrainState::Starting);
+        self.error.set(None);
+        spawn_local(async move {
+            let outcome = learn_next(self).await;
+            match outcome {
+                Ok(Some(name)) => {
+                    self.train_state.set(TrainState::Idle);
+                    self.tell(format!(
+                        "Learned {name}. Every task is scored again in Remember."
+                    ));
+                }
+                Ok(None) => {
+                    self.train_state.set(TrainState::Idle);
+                    self.tell("Cancelled: the project is as it was before this task.");
+                }
+                Err(why) => {
+                    self.train_state.set(TrainState::Failed(why.clone()));
+                    self.fail(why);
+                }
+            }
+            self.progress.set(Progress::default());
+        });
+    }
+}
+
+/// The project a new page starts with.
+fn empty_project(config: &AppConfig, engine: &Engine) -> Project {
+    let defaults = engine.defaults;
+    let data = DataConfig {
+        max_seq_len: defaults.max_seq_len,
+        heldout_fraction: config.heldout_fraction,
+        ..DataConfig::default()
+    };
+    let train = TrainConfig::new()
+        .with_steps_per_task(defaults.steps)
+        .with_batch_size(defaults.batch_size)
+        .with_learning_rate(config.learning_rate)
+        .with_seed(config.seed);
+    Project::new(
+        engine.identity.clone(),
+        data,
+        train,
+        MoseConfig::new(),
+        config.seed,
+    )
+}
+
+/// The settings panel's values for `project`.
+fn settings_of(project: &Project, defaults: DeviceDefaults) -> Settings {
+    Settings {
+        steps: project.train.steps_per_task,
+        learning_rate: project.train.learning_rate,
+        batch_size: project.train.batch_size,
+        rank: project.mose.rank,
+        experts_per_task: project.mose.new_experts_per_task,
+        heldout: defaults.heldout_samples,
+        max_seq_len: project.data.max_seq_len,
+        compare_lora: project.trained.is_empty() || project.trained(Method::SeqLora).is_some(),
+    }
+    .clamped()
+}
+
+impl Settings {
+    /// The settings with every count at least 1.
+    pub fn clamped(self) -> Self {
+        Self {
+            steps: self.steps.max(1),
+            batch_size: self.batch_size.max(1),
+            rank: self.rank.max(1),
+            experts_per_task: self.experts_per_task.max(1),
+            heldout: self.heldout.max(1),
+            max_seq_len: self.max_seq_len.max(2),
+            ..self
+        }
+    }
+}
+
+/// The learners a project's saved states hold.
+fn learners_of(project: &Project, engine: &Engine) -> Result<Vec<Learner>, String> {
+    project
+        .trained
+        .iter()
+        .map(|t| {
+            let learner =
+                Learner::from_bytes(&t.state, &engine.model_config, &engine.compute.device)
+                    .map_err(|e| e.to_string())?;
+            if learner.tasks_learned() != t.report.learned() {
+                return Err(format!(
+                    "the {} state holds {} tasks, its metrics {}",
+                    t.method.name(),
+                    learner.tasks_learned(),
+                    t.report.learned()
+                ));
+            }
+            Ok(learner)
+        })
+        .collect()
+}
+
+/// `name`, or `name 2`, `name 3`... when a task already has it.
+fn unique_name(project: &Project, name: &str) -> String {
+    let taken = |n: &str| project.tasks.iter().any(|t| t.name == n);
+    if !taken(name) {
+        return name.to_string();
+    }
+    (2..)
+        .map(|i| format!("{name} {i}"))
+        .find(|n| !taken(n))
+        .unwrap_or_default()
+}
+
+/// A data error as a sentence that names the task.
+fn data_message(name: &str, e: &DataError) -> String {
+    let mut text = e.to_string();
+    if let Some(first) = text.get(0..1) {
+        text.replace_range(0..1, &first.to_uppercase());
+    }
+    format!("{name}: {text}.")
+}
+
+/// The per-task figures a card shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskStats {
+    /// Samples in total.
+    pub samples: usize,
+    /// Training samples.
+    pub train: usize,
+    /// Held-out samples.
+    pub heldout: usize,
+    /// Tokens in the training samples.
+    pub tokens: usize,
+    /// `prompt => answer` samples.
+    pub pairs: bool,
+    /// Warnings, in words.
+    pub warnings: Vec<String>,
+}
+
+/// The figures and warnings of every task.
+pub fn task_stats(project: &Project, tokenizer: &Tokenizer, config: &AppConfig) -> Vec<TaskStats> {
+    let key = |s: &Sample| match s {
+        Sample::Text(text) => text.clone(),
+        Sample::Pair { prompt, answer } => format!("{prompt}\u{0}{answer}"),
+    };
+    let sets: Vec<std::collections::HashSet<String>> = project
+        .tasks
+        .iter()
+        .map(|t| t.samples.iter().map(key).collect())
+        .collect();
+    project
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, task)| {
+            let tokens = task
+                .split
+                .train
+                .iter()
+                .map(|&s| match &task.samples[s] {
+                    Sample::Text(text) => tokenizer.encode(text, false).map_or(0, |t| t.len()),
+                    Sample::Pair { prompt, answer } => {
+                        tokenizer.encode(&format!("{prompt} => {answer}"), false).map_or(0, |t| t.len())
+                    }
+                })
+                .sum();
+            let mut warnings = Vec::new();
+            if task.split.train.len() < config.few_samples || tokens < config.few_tokens {
+                warnings.push(format!(
+                    "Little text: {tokens} tokens in {} training samples. Add more (aim for {} tokens) so there is something to learn.",
+                    task.split.train.len(),
+                    config.few_tokens
+                ));
+            }
+            for (j, other) in sets.iter().enumerate() {
+                let shared = sets[i].iter().filter(|s| other.contains(*s)).count();
+                if j != i && shared as f64 > config.duplicate_share * sets[i].len() as f64 {
+                    warnings.push(format!(
+                        "Most of this text is also in {}: the router cannot tell the two apart.",
+                        project.tasks[j].name
+                    ));
+                }
+            }
+            TaskStats {
+                samples: task.samples.len(),
+                train: task.split.train.len(),
+                heldout: task.split.heldout.len(),
+                tokens,
+                pairs: task.samples.iter().any(|s| matches!(s, Sample::Pair { .. })),
+                warnings,
+            }
+        })
+        .collect()
+}
+
+/// One task's training and held-out examples.
+type TaskExamples = (Vec<Example>, Vec<Example>);
+
+/// The examples of every task, tokenized.
+fn examples_of(project: &Project, tokenizer: &Tokenizer) -> Result<Vec<TaskExamples>, String> {
+    project
+        .tasks
+        .iter()
+        .map(|task| {
+            task.examples(tokenizer, &project.data)
+                .map_err(|e| data_message(&task.name, &e))
+        })
+        .collect()
+}
+
+/// The body of [`Lab::learn_next`]: `Ok(Some(task))` when learned,
+/// `Ok(None)` when cancelled.
+async fn learn_next(lab: Lab) -> Result<Option<String>, String> {
+    let engine = lab.engine();
+    let device = &engine.compute.device;
+    let settings = lab.settings.get_untracked();
+    let mut project = lab.project.get_untracked();
+    let next = project.learned();
+    let Some(task) = project.tasks.get(next).cloned() else {
+        return Err("Every task is learned: add a task to learn next.".into());
+    };
+    let mut learners = lab.learners.get_value();
+    project.train = project
+        .train
+        .clone()
+        .with_steps_per_task(settings.steps)
+        .with_learning_rate(settings.learning_rate)
+        .with_batch_size(settings.batch_size);
+    if project.trained.is_empty() {
+        project.data.max_seq_len = settings.max_seq_len;
+        project.mose = project
+            .mose
+            .clone()
+            .with_rank(settings.rank)
+            .with_new_experts_per_task(settings.experts_per_task)
+            .with_top_k_experts(settings.experts_per_task);
+        let mut methods = vec![Method::Mose];
+        if settings.compare_lora {
+            methods.push(Method::SeqLora);
+        }
+        learners = methods
+            .iter()
+            .map(|&m| {
+                Learner::new(
+                    m,
+                    project.mose.clone(),
+                    &engine.model_config,
+                    project.seed,
+                    device,
+                )
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("These settings do not fit the model: {e}"))?;
+        project.trained = methods
+            .iter()
+            .map(|&m| Trained {
+                method: m,
+                state: Vec::new(),
+                report: SequenceReport::new(m),
+            })
+            .collect();
+    }
+    // Tasks scored for the first time keep at most the held-out setting's samples.
+    let scored = project.trained[0].report.base.len();
+    for later in project.tasks.iter_mut().skip(scored) {
+        later.split.heldout.truncate(settings.heldout.max(1));
+    }
+    let examples = examples_of(&project, &engine.tokenizer)?;
+    let sequence: Vec<SequenceTask> = project
+        .tasks
+        .iter()
+        .zip(&examples)
+        .map(|(t, (train, heldout))| SequenceTask {
+            name: &t.name,
+            train,
+            heldout,
+        })
+        .collect();
+    let (train, _) = &examples[next];
+    let pad = engine.pad_id();
+    let model = &engine.model;
+    let methods = learners.len();
+
+    lab.losses.set(Vec::new());
+    let mut capacities = Vec::with_capacity(methods);
+    for (k, learner) in learners.iter_mut().enumerate() {
+        let method = learner.method();
+        lab.train_state.set(TrainState::Starting);
+        lab.progress.set(Progress {
+            task: task.name.clone(),
+            method: Some(method),
+            steps_left: project.train.steps_per_task * (methods - k),
+            ..Progress::default()
+        });
+        let mut run = TaskRun::start(
+            model,
+            learner,
+            &task.name,
+            train,
+            pad,
+            &project.train,
+            device,
+        )
+        .await
+        .map_err(|e| train_failed(&task.name, &e.to_string()))?;
+        lab.train_state.set(TrainState::Running);
+        let started = web_time::Instant::now();
+        let mut steps_here = 0usize;
+        let total = project.train.steps_per_task;
+        loop {
+            let mut on_step = |report: &StepReport| {
+                steps_here += 1;
+                let per_step = started.elapsed().as_secs_f64() / steps_here as f64;
+                lab.losses.update(|l| {
+                    l.push(LossPoint {
+                        method,
+                        step: report.step,
+                        loss: report.loss,
+                    })
+                });
+                lab.progress.update(|p| {
+                    p.step = Some(report.clone());
+                    p.seconds_per_step = per_step;
+                    p.steps_left = (report.steps - report.step) + total * (methods - k - 1);
+                });
+                match lab.control.get_untracked() {
+                    Control::Run => Flow::Continue,
+                    Control::Pause | Control::Cancel => Flow::Stop,
+                }
+            };
+            let end = run
+                .run(model, learner, train, pad, device, &mut on_step)
+                .await
+                .map_err(|e| train_failed(&task.name, &e.to_string()))?;
+            if end == RunEnd::Finished {
+                break;
+            }
+            if lab.control.get_untracked() == Control::Pause {
+                lab.train_state.set(TrainState::Paused);
+                while lab.control.get_untracked() == Control::Pause {
+                    gloo_timers::future::TimeoutFuture::new(100).await;
+                }
+                lab.train_state.set(TrainState::Running);
+            }
+            if lab.control.get_untracked() == Control::Cancel {
+                return Ok(None);
+            }
+        }
+        capacities.push(
+            run.finish(learner)
+                .await
+                .map_err(|e| train_failed(&task.name, &e.to_string()))?,
+        );
+    }
+
+    lab.train_state.set(TrainState::Scoring);
+    let eval_batch = lab.config.with_value(|c| c.eval_batch);
+    for (k, learner) in learners.iter().enumerate() {
+        lab.progress.update(|p| {
+            p.method = Some(learner.method());
+            p.scoring = Some((k, methods));
+        });
+        let report = &mut project.trained[k].report;
+        let failed = |e: mose_lab::mose::MoseError| gpu_failed(&e.to_string());
+        score_base(model, report, &sequence, pad, eval_batch, device)
+            .await
+            .map_err(failed)?;
+        score_learned(
+            model,
+            learner,
+            report,
+            &sequence,
+            capacities[k],
+            pad,
+            eval_batch,
+            device,
+        )
+        .await
+        .map_err(failed)?;
+        project.trained[k].state = learner
+            .to_bytes(&engine.model_config)
+            .await
+            .map_err(failed)?;
+    }
+    if lab.control.get_untracked() == Control::Cancel {
+        return Ok(None);
+    }
+
+    lab.train_state.set(TrainState::Saving);
+    // Tasks added while this one was learned stay; the rest is this run's.
+    let trained = project.trained;
+    let (train_config, mose_config, data) = (project.train, project.mose, project.data);
+    let splits: Vec<_> = project.tasks.into_iter().map(|t| t.split).collect();
+    lab.project.update(|p| {
+        p.trained = trained;
+        p.train = train_config;
+        p.mose = mose_config;
+        p.data = data;
+        for (task, split) in p.tasks.iter_mut().zip(splits) {
+            task.split = split;
+        }
+    });
+    lab.learners.set_value(learners);
+    lab.undo.set(None);
+    lab.save();
+    Ok(Some(task.name))
+}
+
+fn train_failed(task: &str, e: &str) -> String {
+    format!(
+        "Learning {task} stopped: {e}. The project is as it was before. If the device ran out of memory, \
+         lower the batch size or the steps in the settings and try again"
+    )
+}

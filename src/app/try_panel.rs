@@ -1,0 +1,270 @@
+//! Panel 4, Try: as a person types, the router's similarity to every task
+//! key and its choice; which sub-experts carry weight at each layer and
+//! site; a streamed continuation, and beside it the base model's and plain
+//! LoRA's when compared.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use mose_lab::eval::{generate_routed, route_prompt};
+use mose_lab::model::generate::generate;
+use mose_lab::mose::{Method, Route};
+
+use super::charts::{Heatmap, Matrix, task_colour};
+use super::lab::Lab;
+
+/// The router's reading of the current prompt.
+#[derive(Debug, Clone, PartialEq)]
+struct Reading {
+    /// Learned task names.
+    tasks: Vec<String>,
+    /// The route.
+    route: Route,
+    /// Per-site expert weights, as a matrix.
+    experts: Matrix,
+}
+
+/// What a generation box shows.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Output {
+    /// `idle`, `streaming`, `done` or `failed`.
+    state: &'static str,
+    /// The text so far, or the error.
+    text: String,
+}
+
+/// The try panel.
+#[component]
+pub fn TryPanel() -> impl IntoView {
+    let lab = expect_context::<Lab>();
+    let prompt = RwSignal::new(String::new());
+    let typed = RwSignal::new(0u64);
+    let reading: RwSignal<Option<Reading>> = RwSignal::new(None);
+    let compare = RwSignal::new(false);
+    let routed = Output {
+        state: "idle",
+        ..Output::default()
+    };
+    let outputs = [
+        RwSignal::new(routed.clone()),
+        RwSignal::new(routed.clone()),
+        RwSignal::new(routed),
+    ];
+    let learned = move || lab.project.with(|p| p.learned());
+
+    let route_now = move |generation: u64| {
+        spawn_local(async move {
+            let delay = lab.config.with_value(|c| c.route_debounce_ms);
+            gloo_timers::future::TimeoutFuture::new(delay).await;
+            if typed.get_untracked() != generation {
+                return;
+            }
+            let text = prompt.get_untracked();
+            let learners = lab.learners.get_value();
+            let Some(mose) = learners
+                .iter()
+                .find(|l| l.method() == Method::Mose)
+                .cloned()
+            else {
+                reading.set(None);
+                return;
+            };
+            if text.trim().is_empty() || mose.tasks_learned() == 0 {
+                reading.set(None);
+                return;
+            }
+            let engine = lab.engine();
+            let data = lab.project.with_untracked(|p| p.data.clone());
+            match route_prompt(
+                &engine.model,
+                &mose,
+                &engine.tokenizer,
+                &text,
+                &data,
+                &engine.compute.device,
+            )
+            .await
+            {
+                Ok(route) if typed.get_untracked() == generation => {
+                    let tasks: Vec<String> =
+                        mose.task_names().iter().map(|s| s.to_string()).collect();
+                    let weights = mose.expert_weights(&route);
+                    let owners = mose.expert_owners();
+                    let experts = Matrix {
+                        rows: mose
+                            .sites()
+                            .iter()
+                            .map(|s| format!("layer {} {:?}", s.layer + 1, s.site))
+                            .collect(),
+                        columns: owners
+                            .iter()
+                            .enumerate()
+                            .map(|(e, &t)| format!("#{e} of {}", tasks[t]))
+                            .collect(),
+                        cells: weights
+                            .iter()
+                            .map(|row| row.iter().map(|&w| Some(w as f64)).collect())
+                            .collect(),
+                        decimals: 2,
+                        empty: "",
+                    };
+                    reading.set(Some(Reading {
+                        tasks,
+                        route,
+                        experts,
+                    }));
+                }
+                Ok(_) => {}
+                Err(why) => lab.fail(format!("The prompt could not be routed: {why}")),
+            }
+        });
+    };
+    let on_input = move |ev| {
+        prompt.set(event_target_value(&ev));
+        let generation = typed.get_untracked() + 1;
+        typed.set(generation);
+        route_now(generation);
+    };
+    let run_generation = move |_| {
+        let text = prompt.get_untracked();
+        if text.trim().is_empty() {
+            lab.fail("Type a prompt first.");
+            return;
+        }
+        let with_others = compare.get_untracked();
+        spawn_local(async move {
+            let engine = lab.engine();
+            let learners = lab.learners.get_value();
+            let data = lab.project.with_untracked(|p| p.data.clone());
+            let config = lab.config.with_value(|c| c.generation.clone());
+            let device = &engine.compute.device;
+            let jobs: Vec<(usize, Option<Method>)> = if with_others {
+                vec![
+                    (0, Some(Method::Mose)),
+                    (1, None),
+                    (2, Some(Method::SeqLora)),
+                ]
+            } else {
+                vec![(0, Some(Method::Mose))]
+            };
+            for &(slot, _) in &jobs {
+                outputs[slot].set(Output {
+                    state: "streaming",
+                    text: String::new(),
+                });
+            }
+            for (slot, method) in jobs {
+                let out = outputs[slot];
+                let on_text = move |piece: &str| out.update(|o| o.text.push_str(piece));
+                let learner = method.and_then(|m| learners.iter().find(|l| l.method() == m));
+                let result = match (method, learner) {
+                    (Some(_), Some(learner)) => generate_routed(
+                        &engine.model,
+                        learner,
+                        &engine.tokenizer,
+                        &text,
+                        &data,
+                        &config,
+                        device,
+                        on_text,
+                    )
+                    .await
+                    .map(|_| ()),
+                    (Some(Method::SeqLora), None) => {
+                        out.set(Output {
+                            state: "done",
+                            text: "(plain LoRA is not trained in this project)".into(),
+                        });
+                        continue;
+                    }
+                    _ => generate(
+                        &engine.model,
+                        &engine.tokenizer,
+                        &text,
+                        &config,
+                        device,
+                        on_text,
+                    )
+                    .await
+                    .map(|_| ()),
+                };
+                out.update(|o| match result {
+                    Ok(()) => o.state = "done",
+                    Err(why) => {
+                        o.state = "failed";
+                        o.text = format!("Generation failed: {why}");
+                    }
+                });
+            }
+        });
+    };
+
+    let bars = move || {
+        reading.get().map(|r| {
+            let chosen = r.route.top();
+            let items = r
+                .tasks
+                .iter()
+                .zip(&r.route.scores)
+                .enumerate()
+                .map(|(t, (name, &score))| {
+                    let width = (score.max(0.0) * 100.0).min(100.0);
+                    let is_chosen = chosen == Some(t);
+                    view! {
+                        <li class="route-bar" class:chosen=is_chosen data-testid="route-bar" data-task-name=name.clone()
+                            data-chosen=is_chosen.to_string() data-similarity=format!("{score:.3}")>
+                            <span class="bar-label">{name.clone()}</span>
+                            <span class="bar-track"><span class="bar-fill"
+                                style=format!("width: {width:.1}%; background: {}", task_colour(t))></span></span>
+                            <span class="bar-value">{format!("{score:.3}")}{is_chosen.then_some(" ← chosen")}</span>
+                        </li>
+                    }
+                })
+                .collect_view();
+            let chosen_name = chosen.and_then(|t| r.tasks.get(t).cloned()).unwrap_or_default();
+            view! {
+                <p>"Routed to " <strong data-testid="routed-task">{chosen_name}</strong></p>
+                <ul class="bars" aria-label="Similarity of the prompt to each task's key (cosine)">{items}</ul>
+                <div data-testid="expert-weights">
+                    <Heatmap id="expert-weights-svg".to_string() testid="expert-weights-map".to_string()
+                        caption="Weight of each sub-expert at each layer and projection for this prompt".to_string()
+                        corner="Site".to_string() matrix=r.experts.clone()/>
+                </div>
+            }
+        })
+    };
+    let output_box = move |slot: usize, testid: &'static str, title: &'static str| {
+        view! {
+            <div class="generation">
+                <h3>{title}</h3>
+                <output data-testid=testid data-state=move || outputs[slot].with(|o| o.state) aria-live="polite">
+                    {move || outputs[slot].with(|o| o.text.clone())}
+                </output>
+            </div>
+        }
+    };
+
+    view! {
+        <section class="panel" data-testid="panel-try" aria-labelledby="try-title">
+            <h2 id="try-title">"4 · Try"</h2>
+            {move || (learned() == 0).then(|| view! { <p class="empty">"Learn a task, then type here: the router picks the task it thinks the text belongs to."</p> })}
+            <label for="prompt">"Prompt"</label>
+            <textarea id="prompt" data-testid="prompt" rows="3" placeholder="Type text like one of your tasks…"
+                prop:value=move || prompt.get() on:input=on_input></textarea>
+            {bars}
+            <div class="actions">
+                <button class="primary" data-testid="generate" on:click=run_generation
+                    disabled=move || outputs.iter().any(|o| o.with(|o| o.state == "streaming"))>"Generate"</button>
+                <label class="check">
+                    <input type="checkbox" data-testid="compare-generations" prop:checked=move || compare.get()
+                        on:change=move |ev| compare.set(event_target_checked(&ev))/>
+                    " Compare with the base model and plain LoRA"
+                </label>
+            </div>
+            {output_box(0, "generation", "MoSE, routed")}
+            {move || compare.get().then(|| view! {
+                {output_box(1, "generation-base", "Base model")}
+                {output_box(2, "generation-lora", "Plain LoRA")}
+            })}
+        </section>
+    }
+}

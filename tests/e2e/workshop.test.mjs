@@ -1,0 +1,294 @@
+// End-to-end: a workshop session in the built app (Trunk's dist/), in headless
+// Chromium driven by playwright-core, once with WebGPU (SwiftShader, through
+// `--enable-unsafe-webgpu`) and once without it (CPU mode). Each run:
+// loads the page; adds two starter packs and one pasted task; learns the
+// three tasks in turn with plain LoRA compared (the page keeps painting while
+// it trains); reads the R matrices, ACC/BWT/FWT and routing accuracy; types a
+// prompt from each task and sees it routed to that task; generates, alone and
+// compared; reloads and finds everything back; exports the project, clears
+// the storage, imports the file and finds everything back again; and runs an
+// axe-core accessibility audit. Throughout: no page error, no console error,
+// and no request at all after the page first said ready.
+//
+// usage, from the repository root, after `trunk build --release`:
+//   SHOTS=docs/screenshots node --test --test-reporter=spec tests/e2e/
+// (DIST=dist, SHOTS=<folder for screenshots>, CHROMIUM=/usr/bin/chromium;
+// E2E_READY_TIMEOUT_MS=300000). The selectors are target/notes/ui-contract.md.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import util from 'node:util';
+import {
+  READY_TIMEOUT_MS, WEBGPU_ARGS, CPU_ARGS, tid, startServer, tempDir, openApp, reloadApp, timeline,
+  text, textNow, numberIn, cards, waitUntil, waitCards, addPack, addText, exportProject, readSafetensors,
+  axeSeriousViolations, formatViolations, screenshot, seconds, recipes,
+} from './lib.mjs';
+
+const TASK_TIMEOUT_MS = 6 * 60_000; // learning one task, scoring and saving it (the CPU is slow)
+const GENERATE_TIMEOUT_MS = 5 * 60_000;
+const TEST_TIMEOUT_MS = 2 * READY_TIMEOUT_MS + 3 * TASK_TIMEOUT_MS + 2 * GENERATE_TIMEOUT_MS + 5 * 60_000;
+
+const PACKS = ['devil', 'pronounce'];
+const PASTED = { name: 'recipes', paragraphs: recipes(40) };
+// One prompt per task, in card order: whole samples in the task's own style.
+const PROMPTS = [
+  // devil: a held-out entry (www/packs/devil/test.txt)
+  'NOUMENON, n. That which exists, as distinguished from that which merely seems to exist, the latter being a '
+    + 'phenomenon. The noumenon is a bit difficult to locate; it can be apprehended only be a process of reasoning '
+    + '-- which is a phenomenon. Nevertheless, the discovery and exposition of noumena offer a rich field for what '
+    + 'Lewes calls "the endless variety and excitement of philosophic thought." Hurrah (therefore) for the noumenon!',
+  // pronounce: held-out pairs (www/packs/pronounce/test.txt), then a word to pronounce
+  'bolivia => B AH0 L IH1 V IY0 AH0\ndowsing => D AW1 S IH0 NG\npassages => P AE1 S AH0 JH AH0 Z\n'
+    + 'zirconium => Z ER0 K OW1 N IY0 AH0 M\nabandon =>',
+  // the pasted task: one of its paragraphs
+  PASTED.paragraphs[11],
+];
+const METRICS = ['metric-acc-mose', 'metric-bwt-mose', 'metric-fwt-mose', 'routing-accuracy'];
+const SEQ_LORA_METRICS = ['metric-acc-seq-lora', 'metric-bwt-seq-lora', 'metric-fwt-seq-lora'];
+const PANELS = ['panel-tasks', 'panel-train', 'panel-remember', 'panel-try'];
+
+let server;
+before(async () => { server = await startServer(); });
+after(() => server?.close());
+
+/** A metric's text as a number (3 decimals; a typographic minus is allowed), NaN otherwise. */
+const asNumber = (s) => (/^[+\-\u2212]?\d+(\.\d+)?$/.test(s) ? Number(s.replace('\u2212', '-')) : NaN);
+
+/** The cells of an R matrix figure: `[{ row, col, text }]`. */
+const matrixCells = (page, id) => page.$$eval(`${tid(id)} td[data-row][data-col]`, (tds) => tds.map((td) => ({
+  row: Number(td.getAttribute('data-row')), col: Number(td.getAttribute('data-col')), text: td.textContent.trim(),
+})));
+
+/** Asserts an R matrix has rows 0..n-1 and numbers in its lower triangle and diagonal; returns its rows as text. */
+async function checkMatrix(page, id, n) {
+  const cells = await matrixCells(page, id);
+  const rows = [...new Set(cells.map((c) => c.row))].sort((a, b) => a - b);
+  assert.deepEqual(rows, [...Array(n).keys()], `${id}: expected data-row 0..${n - 1}, found ${JSON.stringify(rows)}`);
+  const lines = [];
+  for (let i = 0; i < n; i++) {
+    const row = [];
+    for (let j = 0; j <= i; j++) {
+      const cell = cells.find((c) => c.row === i && c.col === j);
+      assert.ok(cell, `${id}: no cell at row ${i}, column ${j}`);
+      assert.ok(Number.isFinite(asNumber(cell.text)), `${id}: R[${i}][${j}] is ${JSON.stringify(cell.text)}, not a number`);
+      row.push(cell.text);
+    }
+    lines.push(row.join(' '));
+  }
+  return lines;
+}
+
+/** What must survive a reload and an export/import: the cards, learned-count, metrics and the MoSE R matrix. */
+async function projectSnapshot(page) {
+  const metrics = {};
+  for (const id of METRICS) metrics[id] = await textNow(page, id);
+  return {
+    cards: await cards(page),
+    learned: await textNow(page, 'learned-count'),
+    metrics,
+    matrix: (await matrixCells(page, 'r-matrix-mose')).map((c) => `${c.row},${c.col}=${c.text}`).sort(),
+  };
+}
+
+/** After a reload or an import: waits (up to 30 s once the cards are there) for the same project, then compares. */
+async function expectSameProject(page, expected, after) {
+  await waitCards(page, expected.cards.length, `after ${after}: expected ${expected.cards.length} task cards`);
+  let found;
+  for (const until = Date.now() + 30_000; Date.now() < until; await new Promise((r) => setTimeout(r, 500))) {
+    found = await projectSnapshot(page);
+    if (util.isDeepStrictEqual(found, expected)) return;
+  }
+  assert.deepEqual(found, expected, `after ${after}: the project differs from before`);
+}
+
+/** Clicks learn-next and waits until train-state is idle again with learned-count `n`; returns seconds taken. */
+async function learnNext(run, n) {
+  const { page } = run;
+  const started = Date.now();
+  await page.click(tid('learn-next'));
+  await waitUntil(page, (k) => {
+    const state = document.querySelector('[data-testid="train-state"]')?.getAttribute('data-state');
+    const count = (document.querySelector('[data-testid="learned-count"]')?.textContent.match(/\d+/) ?? [])[0];
+    return state === 'failed' || (state === 'idle' && count === String(k));
+  }, n, { timeout: TASK_TIMEOUT_MS, what: `learning task ${n} did not finish (train-state idle, learned-count ${n})` });
+  assert.notEqual(await page.getAttribute(tid('train-state'), 'data-state'), 'failed',
+    `learning task ${n} failed: ${await textNow(page, 'error')}`);
+  return seconds(started);
+}
+
+/** Types `prompt` and waits for the router to choose `expected`; returns the bars. */
+async function routeTo(run, prompt, expected, taskCount) {
+  const { page } = run;
+  await page.fill(tid('prompt'), prompt);
+  await waitUntil(page, (k) => document.querySelectorAll('[data-testid="route-bar"]').length === k, taskCount,
+    { what: `expected ${taskCount} route bars after typing a prompt` });
+  // routed-task before this prompt named another task (the previous prompt was asserted), so this waits out the debounce
+  try {
+    await page.waitForFunction((name) => document.querySelector('[data-testid="routed-task"]')?.textContent.trim() === name,
+      expected, { timeout: 60_000, polling: 250 });
+  } catch (e) {
+    if (e?.name !== 'TimeoutError') throw e;
+  }
+  const bars = await page.$$eval(tid('route-bar'), (els) => els.map((e) => ({
+    name: e.getAttribute('data-task-name'), chosen: e.getAttribute('data-chosen'), similarity: e.getAttribute('data-similarity'),
+  })));
+  const routed = await textNow(page, 'routed-task');
+  const sims = bars.map((b) => `${b.name} ${b.similarity}${b.chosen === 'true' ? ' (chosen)' : ''}`).join(', ');
+  run.log(`prompt from ${expected} -> routed to ${routed}; similarity: ${sims}`);
+  assert.equal(routed, expected, `a prompt from ${expected} was routed to ${routed} (similarity: ${sims})`);
+  const chosen = bars.filter((b) => b.chosen === 'true').map((b) => b.name);
+  assert.ok(chosen.includes(expected), `the route bar marked chosen is ${JSON.stringify(chosen)}, not ${expected}`);
+  return bars;
+}
+
+/** Clicks generate and waits for a new `done` (or `failed`) of `generation`, and for `also` to be non-empty. */
+async function generate(run, also = []) {
+  const { page } = run;
+  const finished = (await timeline(page)).states.filter((s) => s.id === 'generation' && (s.state === 'done' || s.state === 'failed')).length;
+  const started = Date.now();
+  await page.click(tid('generate'));
+  await waitUntil(page, ({ k, ids }) => {
+    const ends = window.__states.filter((s) => s.id === 'generation' && (s.state === 'done' || s.state === 'failed'));
+    const filled = ids.every((id) => document.querySelector(`[data-testid="${id}"]`)?.textContent.trim());
+    return ends.length > k && (ends.at(-1).state === 'failed' || filled);
+  }, { k: finished, ids: also }, { timeout: GENERATE_TIMEOUT_MS, what: `generating${also.length ? ` with ${also.join(', ')}` : ''}` });
+  assert.equal(await page.getAttribute(tid('generation'), 'data-state'), 'done', `generation failed: ${await textNow(page, 'error')}`);
+  return seconds(started);
+}
+
+async function workshop({ label, args, backend, deviceText, steps, shotsFull, panels, extraSettings, compare }) {
+  const run = await openApp(server.origin, { args, label });
+  const { page, log } = run;
+  const dir = tempDir();
+  try {
+    // the device
+    assert.equal(await textNow(page, 'backend'), backend, `the backend should be ${backend}`);
+    assert.match(await textNow(page, 'device'), deviceText, `the device should say ${deviceText}`);
+
+    // tasks: two packs and one pasted text
+    for (const pack of PACKS) await addPack(page, pack);
+    await addText(page, PASTED.name, PASTED.paragraphs.join('\n\n'));
+    await waitCards(page, 3);
+    const names = (await cards(page)).map((c) => c.name);
+    assert.equal(names[2], PASTED.name, `the pasted task's card should be third and named ${PASTED.name}`);
+    for (const [i, card] of (await page.locator(tid('task-card')).all()).entries()) {
+      log(`task ${i + 1}: ${names[i]}: ${await text(card, 'task-samples')}, ${await text(card, 'task-split')}`);
+    }
+
+    // settings: few steps, 8 held-out samples, compare with plain LoRA
+    const settings = page.locator(tid('train-settings'));
+    if (!(await settings.evaluate((d) => d.open))) await settings.locator('summary').first().click();
+    for (const [id, value] of [['train-steps', steps], ['train-heldout', 8], ...Object.entries(extraSettings ?? {})]) {
+      await page.fill(tid(id), String(value));
+      await page.locator(tid(id)).blur();
+      assert.equal(await page.inputValue(tid(id)), String(value), `${id} did not keep ${value}`);
+    }
+    if (compare) await page.check(tid('compare-lora'));
+    else await page.uncheck(tid('compare-lora'));
+
+    // learn the three tasks in turn
+    for (let i = 0; i < 3; i++) {
+      const took = await learnNext(run, i + 1);
+      const card = page.locator(tid('task-card')).nth(i);
+      assert.equal(await card.getAttribute('data-learned'), 'true', `card ${i + 1} (${names[i]}) is not marked learned`);
+      log(`learned ${names[i]} (${steps} steps${compare ? ', compared with plain LoRA' : ''}) in ${took} s`);
+      if (i === 0) {
+        // the page kept painting while the first task trained
+        const { states, frames } = await timeline(page);
+        const train = states.filter((s) => s.id === 'train-state');
+        const started = train.find((s) => s.state === 'running')?.at;
+        const finished = train.find((s) => s.state === 'idle' && s.at > (started ?? Infinity))?.at;
+        assert.ok(started !== undefined && finished !== undefined, `train-state changes seen: ${JSON.stringify(train)}`);
+        const painted = frames.filter((t) => t >= started && t <= finished).length;
+        log(`${painted} frames painted in ${((finished - started) / 1000).toFixed(1)} s of training`);
+        assert.ok(painted >= 3, `only ${painted} frames painted while training (the training loop must yield)`);
+      }
+    }
+
+    // remember: the R matrices and the metrics
+    for (const id of compare ? ['r-matrix-mose', 'r-matrix-seq-lora'] : ['r-matrix-mose']) {
+      assert.ok(await page.locator(tid(id)).count(), `no ${id}`);
+      log(`${id}: ${(await checkMatrix(page, id, 3)).join(' | ')}`);
+    }
+    for (const id of compare ? [...METRICS, ...SEQ_LORA_METRICS] : METRICS) {
+      const value = await text(page, id);
+      log(`${id}: ${value}`);
+      if (id === 'routing-accuracy') assert.match(value, /^\d+(\.\d+)?\s?%$/, `${id} is ${JSON.stringify(value)}`);
+      else assert.ok(Number.isFinite(asNumber(value)), `${id} is ${JSON.stringify(value)}, not a number (3 tasks are learned)`);
+    }
+
+    // try: each task's prompt is routed to that task; then generate
+    for (let i = 0; i < 3; i++) await routeTo(run, PROMPTS[i], names[i], 3);
+    log(`generated in ${await generate(run)} s: ${JSON.stringify((await textNow(page, 'generation')).slice(0, 100))}`);
+    assert.ok(await textNow(page, 'generation'), 'the generation is empty');
+    if (compare) {
+      await page.check(tid('compare-generations'));
+      const took = await generate(run, ['generation-base', 'generation-lora']);
+      for (const id of ['generation', 'generation-base', 'generation-lora']) {
+        const value = await textNow(page, id);
+        assert.ok(value, `${id} is empty`);
+        log(`${id} (compared, ${took} s): ${JSON.stringify(value.slice(0, 100))}`);
+      }
+    }
+
+    if (shotsFull) await screenshot(page, shotsFull);
+    if (panels) for (const id of PANELS) await screenshot(page, `${id}.png`, tid(id));
+
+    // reload: everything is back
+    const saved = await projectSnapshot(page);
+    await reloadApp(run);
+    await expectSameProject(page, saved, 'a reload');
+
+    // export: a safetensors file holding the project
+    const exported = await exportProject(page, dir);
+    const { header } = readSafetensors(exported.bytes);
+    assert.ok(header.__metadata__?.mose_lab_project, `the export's header has no __metadata__.mose_lab_project: ${Object.keys(header.__metadata__ ?? {})}`);
+    assert.match(exported.name, /\.moselab$/, `the export is named ${exported.name}`);
+    log(`exported ${exported.name}: ${exported.bytes.length} bytes, ${Object.keys(header).length - 1} tensors`);
+
+    // clear: an empty project
+    await page.click(tid('clear-storage'));
+    await page.click(tid('confirm-clear'));
+    await waitCards(page, 0, 'after clearing the storage: expected no task card');
+    await waitUntil(page, () => (document.querySelector('[data-testid="learned-count"]')?.textContent.match(/\d+/) ?? [])[0] === '0',
+      null, { what: 'after clearing the storage: learned-count should be 0' });
+    log(`cleared: ${await numberIn(page, 'learned-count')} learned, storage: ${await textNow(page, 'storage')}`);
+
+    // import: the same project again
+    await page.setInputFiles(tid('import-project'), exported.file);
+    await expectSameProject(page, saved, 'importing the export');
+    log(`imported ${exported.name}: ${saved.cards.length} tasks, ${saved.learned} learned, metrics as before`);
+
+    // accessibility
+    const violations = await axeSeriousViolations(page);
+    assert.equal(violations.length, 0, `axe-core: serious or critical violations:\n${formatViolations(violations)}`);
+    log('axe-core: no serious or critical violation');
+
+    const problems = [...run.problems.pageErrors, ...run.problems.consoleErrors];
+    assert.deepEqual(problems, [], 'page errors or console errors');
+    assert.deepEqual(run.net.requests, [], 'network requests after the page said ready');
+  } catch (e) {
+    const problems = [...run.problems.pageErrors, ...run.problems.consoleErrors];
+    if (problems.length) log(`page/console errors so far:\n    ${problems.join('\n    ')}`);
+    if (run.net.requests.length) log(`requests after ready so far:\n    ${run.net.requests.join('\n    ')}`);
+    const shot = path.join(tempDir(), `${label}-failed.png`);
+    await page.screenshot({ path: shot, fullPage: true }).then(() => log(`the page when it failed: ${shot}`), () => {});
+    throw e;
+  } finally {
+    await run.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('a workshop on WebGPU: tasks, learning, remembering, trying, reload, export, import', { timeout: TEST_TIMEOUT_MS }, () => workshop({
+  label: 'webgpu', args: WEBGPU_ARGS, backend: 'wgpu', deviceText: /^WebGPU/, steps: 3, shotsFull: 'app.png', panels: false,
+  // SwiftShader emulates the GPU on the CPU cores, slowly: short sequences,
+  // small batches and MoSE alone keep this run to minutes. The CPU run below
+  // compares with plain LoRA and takes the panel screenshots.
+  extraSettings: { 'train-batch': 2, 'train-seq-len': 48, 'train-heldout': 6 }, compare: false,
+}));
+
+test('the same workshop without WebGPU, in CPU mode', { timeout: TEST_TIMEOUT_MS }, () => workshop({
+  label: 'cpu', args: CPU_ARGS, backend: 'cpu', deviceText: /CPU mode/, steps: 3, shotsFull: 'app-cpu.png', panels: true, compare: true,
+}));
