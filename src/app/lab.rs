@@ -21,7 +21,7 @@ use mose_lab::train::{Flow, RunEnd, StepReport, TaskRun, TrainConfig};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::browser::{self, Store};
 
@@ -50,6 +50,9 @@ pub struct AppConfig {
     pub project_key: &'static str,
     /// Where a stored project this build cannot read is kept, untouched.
     pub unreadable_key: &'static str,
+    /// Where the place of an interrupted run is kept: `<key>.meta`,
+    /// `<key>.checkpoint` and `<key>.learner.<k>`.
+    pub run_key: &'static str,
     /// The embedded base model's folder in the served site.
     pub model_dir: &'static str,
     /// The starter packs' folder in the served site.
@@ -88,6 +91,7 @@ impl Default for AppConfig {
             db_name: "mose-lab",
             project_key: "project",
             unreadable_key: "project.unreadable",
+            run_key: "run",
             model_dir: "model",
             packs_dir: "packs",
             model_name: "model",
@@ -448,7 +452,7 @@ pub struct LossPoint {
 }
 
 /// The settings a person can change before learning the next task.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
     /// Steps per task.
     pub steps: usize,
@@ -506,6 +510,34 @@ pub struct Lab {
     pub control: RwSignal<Control>,
     /// Bytes stored and the quota, when known.
     pub storage: RwSignal<Option<(f64, f64)>>,
+    /// A run a reload interrupted, which can resume.
+    pub interrupted: RwSignal<Option<RunMeta>>,
+}
+
+/// Where a running task is, saved beside its checkpoint so that a run a
+/// reload interrupted can resume (UX.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunMeta {
+    /// The task's position.
+    pub next: usize,
+    /// Its name.
+    pub task: String,
+    /// The settings the run was started with.
+    pub settings: Settings,
+    /// Which method (position in the project's methods) the checkpoint
+    /// holds; the ones before it finished this task.
+    pub method: usize,
+    /// Steps that method has done, of `steps`.
+    pub step: usize,
+    /// Steps per task.
+    pub steps: usize,
+}
+
+/// An interrupted run, read back from storage.
+struct Resume {
+    meta: RunMeta,
+    checkpoint: Vec<u8>,
+    finished: Vec<Vec<u8>>,
 }
 
 impl Lab {
@@ -533,7 +565,120 @@ impl Lab {
             losses: RwSignal::new(Vec::new()),
             control: RwSignal::new(Control::Run),
             storage: RwSignal::new(None),
+            interrupted: RwSignal::new(None),
         }
+    }
+
+    /// Looks for a run a reload interrupted that fits the project.
+    pub fn find_interrupted(self) {
+        spawn_local(async move {
+            let meta: Option<RunMeta> = self
+                .read_run("meta")
+                .await
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+            let fits = meta.as_ref().is_some_and(|m| {
+                self.project.with_untracked(|p| {
+                    p.learned() == m.next && p.tasks.get(m.next).is_some_and(|t| t.name == m.task)
+                })
+            });
+            if fits {
+                self.interrupted.set(meta);
+            } else if meta.is_some() {
+                self.forget_run().await;
+            }
+        });
+    }
+
+    /// Resumes the interrupted run from its last checkpoint.
+    pub fn resume_interrupted(self) {
+        let Some(meta) = self.interrupted.get_untracked() else {
+            return;
+        };
+        if self.busy() {
+            return;
+        }
+        self.interrupted.set(None);
+        self.control.set(Control::Run);
+        self.train_state.set(TrainState::Starting);
+        self.error.set(None);
+        spawn_local(async move {
+            let checkpoint = self.read_run("checkpoint").await;
+            let mut finished = Vec::with_capacity(meta.method);
+            for k in 0..meta.method {
+                finished.extend(self.read_run(&format!("learner.{k}")).await);
+            }
+            let outcome = match checkpoint {
+                Some(checkpoint) if finished.len() == meta.method => {
+                    let resume = Resume {
+                        meta,
+                        checkpoint,
+                        finished,
+                    };
+                    learn_next(self, Some(resume)).await
+                }
+                _ => Err(cannot_resume("part of it is no longer stored")),
+            };
+            self.finish_learning(outcome).await;
+        });
+    }
+
+    /// Drops the interrupted run.
+    pub fn discard_interrupted(self) {
+        self.interrupted.set(None);
+        spawn_local(async move { self.forget_run().await });
+    }
+
+    async fn read_run(self, part: &str) -> Option<Vec<u8>> {
+        let engine = self.engine();
+        let store = engine.store.as_ref().ok()?;
+        let key = format!("{}.{part}", self.config.with_value(|c| c.run_key));
+        store.get(&key).await.ok().flatten()
+    }
+
+    async fn write_run(self, part: &str, bytes: &[u8]) {
+        let engine = self.engine();
+        let Ok(store) = &engine.store else {
+            return;
+        };
+        let key = format!("{}.{part}", self.config.with_value(|c| c.run_key));
+        // A checkpoint that cannot be kept only costs the resume after a reload.
+        let _ = store.put(&key, bytes).await;
+    }
+
+    async fn forget_run(self) {
+        let engine = self.engine();
+        let Ok(store) = &engine.store else {
+            return;
+        };
+        let run = self.config.with_value(|c| c.run_key);
+        let parts = ["meta".to_string(), "checkpoint".to_string()]
+            .into_iter()
+            .chain((0..Method::ALL.len()).map(|k| format!("learner.{k}")));
+        for part in parts {
+            let _ = store.delete(&format!("{run}.{part}")).await;
+        }
+    }
+
+    /// Shows how a learning run ended, and forgets its checkpoint.
+    async fn finish_learning(self, outcome: Result<Option<String>, String>) {
+        match outcome {
+            Ok(Some(name)) => {
+                self.train_state.set(TrainState::Idle);
+                self.tell(format!(
+                    "Learned {name}. Every task is scored again in Remember."
+                ));
+            }
+            Ok(None) => {
+                self.train_state.set(TrainState::Idle);
+                self.tell("Cancelled: the project is as it was before this task.");
+            }
+            Err(why) => {
+                self.train_state.set(TrainState::Failed(why.clone()));
+                self.fail(why);
+            }
+        }
+        self.progress.set(Progress::default());
+        self.forget_run().await;
     }
 
     /// The loaded model and device.
@@ -820,25 +965,10 @@ impl Lab {
         self.control.set(Control::Run);
         self.train_state.set(TrainState::Starting);
         self.error.set(None);
+        self.interrupted.set(None);
         spawn_local(async move {
-            let outcome = learn_next(self).await;
-            match outcome {
-                Ok(Some(name)) => {
-                    self.train_state.set(TrainState::Idle);
-                    self.tell(format!(
-                        "Learned {name}. Every task is scored again in Remember."
-                    ));
-                }
-                Ok(None) => {
-                    self.train_state.set(TrainState::Idle);
-                    self.tell("Cancelled: the project is as it was before this task.");
-                }
-                Err(why) => {
-                    self.train_state.set(TrainState::Failed(why.clone()));
-                    self.fail(why);
-                }
-            }
-            self.progress.set(Progress::default());
+            self.forget_run().await;
+            self.finish_learning(learn_next(self, None).await).await;
         });
     }
 }
@@ -1028,10 +1158,13 @@ fn examples_of(project: &Project, tokenizer: &Tokenizer) -> Result<Vec<TaskExamp
 
 /// The body of [`Lab::learn_next`]: `Ok(Some(task))` when learned,
 /// `Ok(None)` when cancelled.
-async fn learn_next(lab: Lab) -> Result<Option<String>, String> {
+async fn learn_next(lab: Lab, resume: Option<Resume>) -> Result<Option<String>, String> {
     let engine = lab.engine();
     let device = &engine.compute.device;
-    let settings = lab.settings.get_untracked();
+    let settings = match &resume {
+        Some(resume) => resume.meta.settings.clone(),
+        None => lab.settings.get_untracked(),
+    };
     let mut project = lab.project.get_untracked();
     let next = project.learned();
     let Some(task) = project.tasks.get(next).cloned() else {
@@ -1101,8 +1234,19 @@ async fn learn_next(lab: Lab) -> Result<Option<String>, String> {
 
     lab.losses.set(Vec::new());
     let mut capacities = Vec::with_capacity(methods);
+    let every = lab.config.with_value(|c| c.checkpoint_every).max(1);
+    let mut resume = resume;
     for (k, learner) in learners.iter_mut().enumerate() {
         let method = learner.method();
+        let resumed = resume.as_ref().filter(|r| r.meta.method >= k);
+        if let Some(bytes) = resumed.and_then(|r| r.finished.get(k)) {
+            // This method finished the task before the reload.
+            *learner = Learner::from_bytes(bytes, &engine.model_config, device)
+                .map_err(|e| cannot_resume(&e.to_string()))?;
+            let capacity = learner.capacity().last().copied();
+            capacities.push(capacity.ok_or_else(|| cannot_resume("no capacity"))?);
+            continue;
+        }
         lab.train_state.set(TrainState::Starting);
         lab.progress.set(Progress {
             task: task.name.clone(),
@@ -1110,24 +1254,51 @@ async fn learn_next(lab: Lab) -> Result<Option<String>, String> {
             steps_left: project.train.steps_per_task * (methods - k),
             ..Progress::default()
         });
-        let mut run = TaskRun::start(
-            model,
-            learner,
-            &task.name,
-            train,
-            pad,
-            &project.train,
-            device,
-        )
-        .await
-        .map_err(|e| train_failed(&task.name, &e.to_string()))?;
+        let mut run = match resume.take() {
+            Some(r) if r.meta.method == k => {
+                TaskRun::resume(&r.checkpoint, model, learner, train, device)
+                    .await
+                    .map_err(|e| cannot_resume(&e.to_string()))?
+            }
+            _ => TaskRun::start(
+                model,
+                learner,
+                &task.name,
+                train,
+                pad,
+                &project.train,
+                device,
+            )
+            .await
+            .map_err(|e| train_failed(&task.name, &e.to_string()))?,
+        };
+        // A resumed run's chart starts with the losses before the reload.
+        for (i, &loss) in run.losses.iter().enumerate() {
+            lab.losses.update(|l| {
+                l.push(LossPoint {
+                    method,
+                    step: i + 1,
+                    loss,
+                })
+            });
+        }
+        let meta = |step: usize| RunMeta {
+            next,
+            task: task.name.clone(),
+            settings: settings.clone(),
+            method: k,
+            step,
+            steps: project.train.steps_per_task,
+        };
         lab.train_state.set(TrainState::Running);
         let started = web_time::Instant::now();
         let mut steps_here = 0usize;
         let total = project.train.steps_per_task;
         loop {
+            let mut checkpoint_due = false;
             let mut on_step = |report: &StepReport| {
                 steps_here += 1;
+                checkpoint_due = report.step.is_multiple_of(every) && report.step < report.steps;
                 let per_step = started.elapsed().as_secs_f64() / steps_here as f64;
                 lab.losses.update(|l| {
                     l.push(LossPoint {
@@ -1142,8 +1313,8 @@ async fn learn_next(lab: Lab) -> Result<Option<String>, String> {
                     p.steps_left = (report.steps - report.step) + total * (methods - k - 1);
                 });
                 match lab.control.get_untracked() {
-                    Control::Run => Flow::Continue,
-                    Control::Pause | Control::Cancel => Flow::Stop,
+                    Control::Run if !checkpoint_due => Flow::Continue,
+                    _ => Flow::Stop,
                 }
             };
             let end = run
@@ -1152,6 +1323,15 @@ async fn learn_next(lab: Lab) -> Result<Option<String>, String> {
                 .map_err(|e| train_failed(&task.name, &e.to_string()))?;
             if end == RunEnd::Finished {
                 break;
+            }
+            if lab.control.get_untracked() != Control::Cancel {
+                // Stopped for a checkpoint, or paused: keep the place, so a
+                // reload can resume from here.
+                if let Ok(bytes) = run.checkpoint().await {
+                    lab.write_run("checkpoint", &bytes).await;
+                    let meta = serde_json::to_vec(&meta(run.step())).unwrap_or_default();
+                    lab.write_run("meta", &meta).await;
+                }
             }
             if lab.control.get_untracked() == Control::Pause {
                 lab.train_state.set(TrainState::Paused);
@@ -1169,6 +1349,11 @@ async fn learn_next(lab: Lab) -> Result<Option<String>, String> {
                 .await
                 .map_err(|e| train_failed(&task.name, &e.to_string()))?,
         );
+        if k + 1 < methods
+            && let Ok(bytes) = learner.to_bytes(&engine.model_config).await
+        {
+            lab.write_run(&format!("learner.{k}"), &bytes).await;
+        }
     }
 
     lab.train_state.set(TrainState::Scoring);
@@ -1222,6 +1407,10 @@ async fn learn_next(lab: Lab) -> Result<Option<String>, String> {
     lab.undo.set(None);
     lab.save();
     Ok(Some(task.name))
+}
+
+fn cannot_resume(e: &str) -> String {
+    format!("The interrupted run cannot resume ({e}); learn the task again")
 }
 
 fn train_failed(task: &str, e: &str) -> String {

@@ -48,6 +48,7 @@ pub fn App() -> impl IntoView {
                     lab.fail(problem);
                 }
                 lab.refresh_storage();
+                lab.find_interrupted();
                 phase.set(Phase::Ready(lab));
             }
             Err(why) => phase.set(Phase::Failed(why)),

@@ -120,6 +120,18 @@ pub fn TrainPanel() -> impl IntoView {
                 <button data-testid="cancel" disabled=move || !busy()
                     on:click=move |_| lab.control.set(Control::Cancel)>"Cancel"</button>
             </div>
+            {move || lab.interrupted.get().map(|run| view! {
+                <div class="interrupted" data-testid="interrupted">
+                    <p>{format!(
+                        "Learning {} stopped at step {} of {} when the page was closed or reloaded.",
+                        run.task, run.step, run.steps
+                    )}</p>
+                    <button class="primary" data-testid="resume-run" disabled=busy
+                        on:click=move |_| lab.resume_interrupted()>{format!("Resume after step {}", run.step)}</button>
+                    " "
+                    <button data-testid="discard-run" on:click=move |_| lab.discard_interrupted()>"Discard"</button>
+                </div>
+            })}
             <div data-testid="train-state" data-state=move || lab.train_state.with(TrainState::name)
                 role="status" aria-live="polite" class="train-status">
                 <span data-testid="train-task">{move || busy().then(|| lab.progress.get().task)}</span>
