@@ -9,7 +9,7 @@
 // usage, from the repository root, after `trunk build --release`:
 //   node --test --test-reporter=spec tests/e2e/
 // (DIST=dist, CHROMIUM=/usr/bin/chromium, E2E_READY_TIMEOUT_MS=300000). The
-// selectors are target/notes/ui-contract.md.
+// selectors are in CONTRACT.md.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';

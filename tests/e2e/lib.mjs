@@ -8,7 +8,7 @@
 // page errors, console errors, every request made after the page said ready
 // (the page's and its service worker's), and, from before the app starts,
 // each change of a few `data-state`s and every animation frame painted. The
-// selectors are the app's test contract (target/notes/ui-contract.md).
+// selectors are the app's test contract (CONTRACT.md).
 //
 // Environment: DIST (default dist), SHOTS (a folder for screenshots; none when
 // unset), CHROMIUM (default /usr/bin/chromium), E2E_READY_TIMEOUT_MS (how long

@@ -13,7 +13,7 @@
 // usage, from the repository root, after `trunk build --release`:
 //   SHOTS=docs/screenshots node --test --test-reporter=spec tests/e2e/
 // (DIST=dist, SHOTS=<folder for screenshots>, CHROMIUM=/usr/bin/chromium;
-// E2E_READY_TIMEOUT_MS=300000). The selectors are target/notes/ui-contract.md.
+// E2E_READY_TIMEOUT_MS=300000). The selectors are in CONTRACT.md.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
