@@ -132,6 +132,12 @@ impl Tokenizer {
         self.special
     }
 
+    /// The id batches are padded with: the pad token, else the
+    /// end-of-sequence token, else 0 (padding is masked out either way).
+    pub fn pad_id(&self) -> u32 {
+        self.special.pad.or(self.special.eos).unwrap_or(0)
+    }
+
     /// Tokens in the vocabulary, added tokens included.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)

@@ -197,11 +197,7 @@ pub(crate) fn train(context: &Context, args: TrainArgs) -> Result<(), CliError> 
         .with_learning_rate(args.learning_rate)
         .with_seed(args.seed);
     let mose_config = MoseConfig::new();
-    let pad = tokenizer
-        .special()
-        .pad
-        .or(tokenizer.special().eos)
-        .unwrap_or(0);
+    let pad = tokenizer.pad_id();
     let sequence: Vec<SequenceTask> = tasks
         .iter()
         .zip(&examples)
@@ -385,11 +381,7 @@ pub(crate) fn eval(context: &Context, args: EvalArgs) -> Result<(), CliError> {
     let (model, tokenizer, identity) = base_model(&args.model, &device)?;
     let project = load_project(&args.project, &identity)?;
     let examples = task_examples(&project.tasks, &tokenizer, &project.data)?;
-    let pad = tokenizer
-        .special()
-        .pad
-        .or(tokenizer.special().eos)
-        .unwrap_or(0);
+    let pad = tokenizer.pad_id();
     let mut results = Vec::new();
     for trained in &project.trained {
         let learner = Learner::from_bytes(&trained.state, model.config(), &device)

@@ -128,7 +128,7 @@ pub async fn route_prompt(
     let Some(first) = examples.first() else {
         return Ok(learner.route(&[]));
     };
-    let batch = PaddedBatch::new(&[first], tokenizer.special().pad.unwrap_or(0));
+    let batch = PaddedBatch::new(&[first], tokenizer.pad_id());
     let (ids, _) = batch_tensors(&batch, device);
     let query = batch_queries(model, learner, &batch, ids, device).await?;
     Ok(learner.route(&query))
