@@ -143,10 +143,15 @@ pub async fn storage_use() -> Option<(f64, f64)> {
     Some((array.get(0).as_f64()?, array.get(1).as_f64()?))
 }
 
-/// `"ready"` once the service worker holds an offline copy of the app, or
-/// why there is none (index.html registers it).
-pub async fn offline_copy() -> String {
-    offline_status().await.as_string().unwrap_or_default()
+/// `Ok` once the service worker holds an offline copy of the app, or why
+/// there is none (index.html registers it and says `"ready"` or
+/// `"unavailable: <why>"`).
+pub async fn offline_copy() -> Result<(), String> {
+    let status = offline_status().await.as_string().unwrap_or_default();
+    match status.as_str() {
+        "ready" => Ok(()),
+        other => Err(other.trim_start_matches("unavailable: ").to_string()),
+    }
 }
 
 /// The bytes of a file a person chose or dropped.

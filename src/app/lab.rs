@@ -179,16 +179,18 @@ pub struct Engine {
     pub defaults: DeviceDefaults,
     /// The IndexedDB store, or why there is none.
     pub store: Result<Store, String>,
-    /// Whether the service worker holds an offline copy.
-    pub offline: String,
+    /// Whether the service worker holds an offline copy, or why not.
+    pub offline: Result<(), String>,
 }
 
-impl Engine {
-    /// The padding id batches use.
-    pub fn pad_id(&self) -> u32 {
-        let special = self.tokenizer.special();
-        special.pad.or(special.eos).unwrap_or(0)
-    }
+/// The project found in storage at load, with what its states hold.
+pub struct Restored {
+    /// The project and one learner per method it trained, or `None`.
+    pub project: Option<(Project, Vec<Learner>)>,
+    /// Why a stored project could not be used, for the person.
+    pub problem: Option<String>,
+    /// Whether an unreadable project is kept aside in storage.
+    pub kept_aside: bool,
 }
 
 /// A loading stage, for the progress bar.
@@ -208,7 +210,7 @@ pub struct Loading {
 pub async fn load(
     config: &AppConfig,
     report: impl Fn(Loading) + Clone + 'static,
-) -> Result<(Engine, Option<Project>, Option<String>), String> {
+) -> Result<(Engine, Restored), String> {
     let stage = |stage: &str, fraction: f64| Loading {
         stage: stage.to_string(),
         fraction,
@@ -300,20 +302,11 @@ pub async fn load(
         .await
         .map_err(|e| gpu_failed(&e.to_string()))?;
 
-    report(stage("Restoring your project", 0.9));
-    let store = Store::open(config.db_name).await;
-    let (project, problem) = match &store {
-        Ok(store) => restore(store, config, &identity).await,
-        Err(why) => (
-            None,
-            Some(format!(
-                "{why}. Work in this page will not survive a reload."
-            )),
-        ),
-    };
-
-    report(stage("Keeping a copy for offline use", 0.96));
+    report(stage("Keeping a copy for offline use", 0.9));
     let offline = browser::offline_copy().await;
+
+    report(stage("Restoring your project", 0.96));
+    let store = Store::open(config.db_name).await;
     let engine = Engine {
         compute,
         model,
@@ -325,7 +318,8 @@ pub async fn load(
         store,
         offline,
     };
-    Ok((engine, project, problem))
+    let restored = restore(&engine, config).await;
+    Ok((engine, restored))
 }
 
 fn unavailable(e: String) -> String {
@@ -339,35 +333,49 @@ fn gpu_failed(e: &str) -> String {
     )
 }
 
-/// The stored project, or why it could not be used (it is then kept aside).
-async fn restore(
-    store: &Store,
-    config: &AppConfig,
-    identity: &BaseModel,
-) -> (Option<Project>, Option<String>) {
+/// The stored project with its learners, or why it could not be used: a
+/// project this build cannot read, or whose states do not load into the
+/// model, is kept aside under its own key instead of being overwritten.
+async fn restore(engine: &Engine, config: &AppConfig) -> Restored {
+    let nothing = |problem: Option<String>| Restored {
+        project: None,
+        problem,
+        kept_aside: false,
+    };
+    let store = match &engine.store {
+        Ok(store) => store,
+        Err(why) => {
+            return nothing(Some(format!(
+                "{why}. Work in this page will not survive a reload."
+            )));
+        }
+    };
     let bytes = match store.get(config.project_key).await {
         Ok(Some(bytes)) => bytes,
-        Ok(None) => return (None, None),
-        Err(why) => return (None, Some(why)),
+        Ok(None) => return nothing(None),
+        Err(why) => return nothing(Some(why)),
     };
-    let read = Project::from_bytes(&bytes).and_then(|p| p.check_base_model(identity).map(|_| p));
-    match read {
-        Ok(project) => (Some(project), None),
+    match open_project(&bytes, engine) {
+        Ok(project) => Restored {
+            project: Some(project),
+            problem: None,
+            kept_aside: false,
+        },
         Err(why) => {
-            let kept = store.put(config.unreadable_key, &bytes).await;
-            let _ = store.delete(config.project_key).await;
-            let kept = match kept {
-                Ok(()) => {
-                    "It is kept aside in this browser's storage; export it with \"Export the unreadable project\"."
-                }
-                Err(_) => "It could not be kept aside.",
+            let kept_aside = store.put(config.unreadable_key, &bytes).await.is_ok();
+            let what_now = if kept_aside {
+                let _ = store.delete(config.project_key).await;
+                "It is kept aside in this browser's storage; export it with \"Export the unreadable project\"."
+            } else {
+                "It could not be kept aside, so your next change here will replace it."
             };
-            (
-                None,
-                Some(format!(
-                    "Your saved project could not be opened: {why}. {kept}"
+            Restored {
+                project: None,
+                problem: Some(format!(
+                    "Your saved project could not be opened: {why}. {what_now}"
                 )),
-            )
+                kept_aside,
+            }
         }
     }
 }
@@ -512,6 +520,8 @@ pub struct Lab {
     pub storage: RwSignal<Option<(f64, f64)>>,
     /// A run a reload interrupted, which can resume.
     pub interrupted: RwSignal<Option<RunMeta>>,
+    /// Whether a stored project this build could not open is kept aside.
+    pub kept_aside: RwSignal<bool>,
 }
 
 /// Where a running task is, saved beside its checkpoint so that a run a
@@ -542,16 +552,12 @@ struct Resume {
 
 impl Lab {
     /// The state after loading, with the restored project or an empty one.
-    pub fn new(config: AppConfig, engine: Engine, project: Option<Project>) -> Self {
-        let defaults = engine.defaults;
-        let project = project.unwrap_or_else(|| empty_project(&config, &engine));
-        let learners = learners_of(&project, &engine);
-        let (project, learners) = match learners {
-            Ok(learners) => (project, learners),
-            Err(_) => (empty_project(&config, &engine), Vec::new()),
-        };
-        let settings = settings_of(&project, defaults);
-        Self {
+    pub fn new(config: AppConfig, engine: Engine, restored: Restored) -> Self {
+        let (project, learners) = restored
+            .project
+            .unwrap_or_else(|| (empty_project(&config, &engine), Vec::new()));
+        let settings = settings_of(&project, engine.defaults);
+        let lab = Self {
             config: StoredValue::new(config),
             engine: StoredValue::new_local(Rc::new(engine)),
             project: RwSignal::new(project),
@@ -566,7 +572,12 @@ impl Lab {
             control: RwSignal::new(Control::Run),
             storage: RwSignal::new(None),
             interrupted: RwSignal::new(None),
+            kept_aside: RwSignal::new(restored.kept_aside),
+        };
+        if let Some(problem) = restored.problem {
+            lab.fail(problem);
         }
+        lab
     }
 
     /// Looks for a run a reload interrupted that fits the project.
@@ -697,6 +708,13 @@ impl Lab {
         self.error.set(Some(message.into()));
     }
 
+    /// Shows the error of an action that failed; nothing when it worked.
+    pub fn report(self, outcome: Result<(), String>) {
+        if let Err(why) = outcome {
+            self.fail(why);
+        }
+    }
+
     /// True while a task is being learned: the task list is then fixed.
     pub fn busy(self) -> bool {
         self.train_state.with_untracked(TrainState::busy)
@@ -738,6 +756,22 @@ impl Lab {
             project: before,
         }));
         self.save();
+    }
+
+    /// Puts `project` in place of the current one, with its learners, the
+    /// settings it implies and an empty loss chart; "Undo" (labelled
+    /// `label`) brings the current one back.
+    fn replace(self, label: &str, project: Project, learners: Vec<Learner>) {
+        let before = self.project.get_untracked();
+        self.settings
+            .set(settings_of(&project, self.engine().defaults));
+        self.learners.set_value(learners);
+        self.losses.set(Vec::new());
+        self.project.set(project);
+        self.undo.set(Some(Undo {
+            label: label.to_string(),
+            project: before,
+        }));
     }
 
     /// Puts back the project the last destructive change replaced.
@@ -897,21 +931,15 @@ impl Lab {
             return Err("Wait until the task being learned is done, then import.".into());
         }
         let engine = self.engine();
-        let project = Project::from_bytes(bytes)
-            .and_then(|p| p.check_base_model(&engine.identity).map(|_| p))
-            .map_err(|e| format!("That file cannot be imported: {e}."))?;
-        let learners = learners_of(&project, &engine)
+        let (project, learners) = open_project(bytes, &engine)
             .map_err(|e| format!("That file cannot be imported: {e}."))?;
         let summary = format!(
             "Imported a project with {} tasks, {} learned.",
             project.tasks.len(),
             project.learned()
         );
-        let settings = settings_of(&project, engine.defaults);
-        self.change_with_undo("the import", |p| *p = project);
-        self.learners.set_value(learners);
-        self.settings.set(settings);
-        self.losses.set(Vec::new());
+        self.replace("the import", project, learners);
+        self.save();
         self.tell(summary);
         Ok(())
     }
@@ -924,17 +952,12 @@ impl Lab {
         }
         let engine = self.engine();
         let config = self.config.get_value();
-        let empty = empty_project(&config, &engine);
-        let before = self.project.get_untracked();
-        self.project.set(empty);
-        self.learners.set_value(Vec::new());
-        self.losses.set(Vec::new());
-        self.undo.set(Some(Undo {
-            label: "deleting everything".into(),
-            project: before,
-        }));
-        self.settings
-            .set(settings_of(&self.project.get_untracked(), engine.defaults));
+        self.replace(
+            "deleting everything",
+            empty_project(&config, &engine),
+            Vec::new(),
+        );
+        self.kept_aside.set(false);
         spawn_local(async move {
             if let Ok(store) = &engine.store {
                 for key in [config.project_key, config.unreadable_key] {
@@ -1025,6 +1048,16 @@ impl Settings {
     }
 }
 
+/// A project file read for this base model, with the learners its states
+/// hold: what an import and the restore at load both accept.
+fn open_project(bytes: &[u8], engine: &Engine) -> Result<(Project, Vec<Learner>), String> {
+    let project = Project::from_bytes(bytes)
+        .and_then(|p| p.check_base_model(&engine.identity).map(|_| p))
+        .map_err(|e| e.to_string())?;
+    let learners = learners_of(&project, engine)?;
+    Ok((project, learners))
+}
+
 /// The learners a project's saved states hold.
 fn learners_of(project: &Project, engine: &Engine) -> Result<Vec<Learner>, String> {
     project
@@ -1107,9 +1140,9 @@ pub fn task_stats(project: &Project, tokenizer: &Tokenizer, config: &AppConfig) 
                 .iter()
                 .map(|&s| match &task.samples[s] {
                     Sample::Text(text) => tokenizer.encode(text, false).map_or(0, |t| t.len()),
-                    Sample::Pair { prompt, answer } => {
-                        tokenizer.encode(&format!("{prompt} => {answer}"), false).map_or(0, |t| t.len())
-                    }
+                    Sample::Pair { prompt, answer } => tokenizer
+                        .encode(&format!("{prompt}{}{answer}", project.data.pair_separator), false)
+                        .map_or(0, |t| t.len()),
                 })
                 .sum();
             let mut warnings = Vec::new();
@@ -1228,7 +1261,7 @@ async fn learn_next(lab: Lab, resume: Option<Resume>) -> Result<Option<String>, 
         })
         .collect();
     let (train, _) = &examples[next];
-    let pad = engine.pad_id();
+    let pad = engine.tokenizer.pad_id();
     let model = &engine.model;
     let methods = learners.len();
 
@@ -1273,15 +1306,13 @@ async fn learn_next(lab: Lab, resume: Option<Resume>) -> Result<Option<String>, 
             .map_err(|e| train_failed(&task.name, &e.to_string()))?,
         };
         // A resumed run's chart starts with the losses before the reload.
-        for (i, &loss) in run.losses.iter().enumerate() {
-            lab.losses.update(|l| {
-                l.push(LossPoint {
-                    method,
-                    step: i + 1,
-                    loss,
-                })
-            });
-        }
+        lab.losses.update(|l| {
+            l.extend(run.losses.iter().enumerate().map(|(i, &loss)| LossPoint {
+                method,
+                step: i + 1,
+                loss,
+            }))
+        });
         let meta = |step: usize| RunMeta {
             next,
             task: task.name.clone(),

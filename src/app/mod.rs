@@ -42,11 +42,8 @@ pub fn App() -> impl IntoView {
         let config = AppConfig::default();
         let report = move |loading: Loading| phase.set(Phase::Loading(loading));
         match lab::load(&config, report).await {
-            Ok((engine, project, problem)) => {
-                let lab = Lab::new(config, engine, project);
-                if let Some(problem) = problem {
-                    lab.fail(problem);
-                }
+            Ok((engine, restored)) => {
+                let lab = Lab::new(config, engine, restored);
                 lab.refresh_storage();
                 lab.find_interrupted();
                 phase.set(Phase::Ready(lab));
@@ -154,13 +151,9 @@ fn DeviceBar() -> impl IntoView {
                 "For your GPU: Chrome or Edge 113+ (on Linux turn on chrome://flags/#enable-unsafe-webgpu), Safari 26+, or Firefox 141+ on Windows."</span>
         }.into_any(),
     };
-    let offline = if engine.offline == "ready" {
-        "Works offline.".to_string()
-    } else {
-        format!(
-            "No offline copy ({}).",
-            engine.offline.trim_start_matches("unavailable: ")
-        )
+    let offline = match &engine.offline {
+        Ok(()) => "Works offline.".to_string(),
+        Err(why) => format!("No offline copy ({why})."),
     };
     let confirming = RwSignal::new(false);
     let storage = move || match lab.storage.get() {
@@ -186,11 +179,7 @@ fn DeviceBar() -> impl IntoView {
         spawn_local(async move {
             for file in files {
                 match browser::read_file(&file).await {
-                    Ok(bytes) => {
-                        if let Err(why) = lab.import(&bytes) {
-                            lab.fail(why);
-                        }
-                    }
+                    Ok(bytes) => lab.report(lab.import(&bytes)),
                     Err(why) => lab.fail(format!("{} could not be read: {why}", file.name())),
                 }
             }
@@ -227,8 +216,8 @@ fn DeviceBar() -> impl IntoView {
                 } else {
                     view! { <button data-testid="clear-storage" on:click=move |_| confirming.set(true)>"Delete everything…"</button> }.into_any()
                 }}
-                {move || lab.error.with(|e| e.as_deref().is_some_and(|e| e.contains("kept aside"))).then(|| view! {
-                    <button on:click=export_unreadable>"Export the unreadable project"</button>
+                {move || lab.kept_aside.get().then(|| view! {
+                    <button data-testid="export-unreadable" on:click=export_unreadable>"Export the unreadable project"</button>
                 })}
             </div>
         </div>

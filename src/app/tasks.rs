@@ -37,12 +37,7 @@ pub fn TasksPanel() -> impl IntoView {
     let new_name = RwSignal::new(String::new());
     let new_text = RwSignal::new(String::new());
     let dragging = RwSignal::new(false);
-    let report = move |outcome: Result<(), String>| {
-        if let Err(why) = outcome {
-            lab.fail(why);
-        }
-    };
-    let add_pack = move |_| report(lab.add_pack_task(&chosen_pack.get_untracked()));
+    let add_pack = move |_| lab.report(lab.add_pack_task(&chosen_pack.get_untracked()));
     let add_text = move |_| {
         let name = new_name.get_untracked();
         let text = new_text.get_untracked();
@@ -62,9 +57,7 @@ pub fn TasksPanel() -> impl IntoView {
     let add_files = move |files: Vec<web_sys::File>| {
         spawn_local(async move {
             for file in files {
-                if let Err(why) = add_file(lab, &file).await {
-                    lab.fail(why);
-                }
+                lab.report(add_file(lab, &file).await);
             }
         });
     };
@@ -178,14 +171,9 @@ fn TaskCard(
     let lab = expect_context::<Lab>();
     let renaming = RwSignal::new(false);
     let draft = RwSignal::new(name.clone());
-    let report = move |outcome: Result<(), String>| {
-        if let Err(why) = outcome {
-            lab.fail(why);
-        }
-    };
     let commit = move || {
         renaming.set(false);
-        report(lab.rename_task(index, &draft.get_untracked()));
+        lab.report(lab.rename_task(index, &draft.get_untracked()));
     };
     let busy = move || lab.train_state.with(|s| s.busy());
     let locked = move || learned || busy();
@@ -235,11 +223,11 @@ fn TaskCard(
                 <button data-testid="task-rename" disabled=locked aria-label=rename_label
                     on:click=move |_| { draft.set(original.clone()); renaming.set(true); }>"Rename"</button>
                 <button data-testid="task-up" disabled=move || locked() || index == 0
-                    aria-label="Learn earlier" on:click=move |_| report(lab.move_task(index, -1))>"↑"</button>
+                    aria-label="Learn earlier" on:click=move |_| lab.report(lab.move_task(index, -1))>"↑"</button>
                 <button data-testid="task-down" disabled=move || locked() || is_last
-                    aria-label="Learn later" on:click=move |_| report(lab.move_task(index, 1))>"↓"</button>
+                    aria-label="Learn later" on:click=move |_| lab.report(lab.move_task(index, 1))>"↓"</button>
                 <button data-testid="task-delete" class="danger" disabled=locked
-                    on:click=move |_| report(lab.delete_task(index))>"Delete"</button>
+                    on:click=move |_| lab.report(lab.delete_task(index))>"Delete"</button>
             </div>
         </li>
     }

@@ -24,7 +24,7 @@ struct Reading {
 }
 
 /// What a generation box shows.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 struct Output {
     /// `idle`, `streaming`, `done` or `failed`.
     state: &'static str,
@@ -40,15 +40,13 @@ pub fn TryPanel() -> impl IntoView {
     let typed = RwSignal::new(0u64);
     let reading: RwSignal<Option<Reading>> = RwSignal::new(None);
     let compare = RwSignal::new(false);
-    let routed = Output {
-        state: "idle",
-        ..Output::default()
+    let idle = || {
+        RwSignal::new(Output {
+            state: "idle",
+            text: String::new(),
+        })
     };
-    let outputs = [
-        RwSignal::new(routed.clone()),
-        RwSignal::new(routed.clone()),
-        RwSignal::new(routed),
-    ];
+    let outputs = [idle(), idle(), idle()];
     let learned = move || lab.project.with(|p| p.learned());
 
     let route_now = move |generation: u64| {

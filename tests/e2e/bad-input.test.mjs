@@ -4,7 +4,8 @@
 // a safetensors file that is not a MoSE Lab project, and a project from a newer
 // MoSE Lab; each must be refused with a message a person can act on in the
 // `error` region, without a page error and without losing the good task,
-// which is still there after a reload.
+// which is still there after a reload. Last, a stored project damaged in
+// the browser's storage: the page says so and exports its bytes unchanged.
 //
 // usage, from the repository root, after `trunk build --release`:
 //   node --test --test-reporter=spec tests/e2e/
@@ -98,6 +99,28 @@ test('bad input is refused with a message and loses nothing', { timeout: 2 * REA
     assert.deepEqual((await cards(page)).map((c) => c.name), [GOOD.name], 'after a reload: the task cards');
     assert.deepEqual(run.problems.pageErrors, [], 'page errors');
     log(`after a reload: ${GOOD.name} is still there`);
+
+    // A stored project this build cannot open (damaged in storage): the page
+    // starts empty, says so, and keeps the bytes aside for export.
+    const damaged = crypto.randomBytes(2048);
+    await page.evaluate((bytes) => new Promise((resolve, reject) => {
+      const open = indexedDB.open('mose-lab');
+      open.onerror = () => reject(open.error);
+      open.onsuccess = () => {
+        const tx = open.result.transaction('files', 'readwrite');
+        tx.objectStore('files').put(new Uint8Array(bytes), 'project');
+        tx.oncomplete = () => { open.result.close(); resolve(); };
+        tx.onerror = () => reject(tx.error);
+      };
+    }), [...damaged]);
+    await reloadApp(run);
+    const shown = await errorText(page);
+    log(`a damaged stored project: ${shown}`);
+    assert.match(shown, /could not be opened.*kept aside/is, 'the damaged stored project is not reported as kept aside');
+    assert.equal((await cards(page)).length, 0, 'a damaged stored project should leave an empty page');
+    const kept = await exportProject(page, dir, 'export-unreadable');
+    assert.ok(kept.bytes.equals(damaged), 'the exported unreadable project differs from the stored bytes');
+    assert.deepEqual(run.problems.pageErrors, [], 'page errors');
   } finally {
     await run.close();
     fs.rmSync(dir, { recursive: true, force: true });

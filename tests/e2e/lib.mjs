@@ -265,10 +265,10 @@ export async function addText(page, name, body) {
 }
 
 /** Clicks export-project and saves the download into `dir`: `{ file, name, bytes }`. */
-export async function exportProject(page, dir) {
+export async function exportProject(page, dir, button = 'export-project') {
   const [download] = await Promise.all([
     page.waitForEvent('download', { timeout: 60_000 }),
-    page.click(tid('export-project')),
+    page.click(tid(button)),
   ]);
   const name = download.suggestedFilename();
   const file = path.join(dir, name || 'project.moselab');
