@@ -6,10 +6,15 @@
 mod common;
 
 use burn::tensor::Device;
-use common::mose::{SHORT_SEQUENCE, Setup, assert_matches_recorded, learner, run, setup};
-use mose_lab::eval::Routing;
+use common::mose::{
+    SHORT_SEQUENCE, Setup, TOKENIZER, assert_matches_recorded, learner, run, setup,
+};
+use mose_lab::data::DataConfig;
+use mose_lab::eval::{Routing, generate_routed};
+use mose_lab::model::generate::GenerationConfig;
 use mose_lab::mose::{Learner, Method, MoseError};
 use mose_lab::sequence::SequenceReport;
+use mose_lab::tokenizer::Tokenizer;
 use mose_lab::train::{Flow, RunEnd, StepReport, TaskRun, TrainConfig, TrainError};
 use safetensors::SafeTensors;
 
@@ -163,6 +168,52 @@ fn a_saved_state_loads_back_exactly_and_scores_the_same() {
             .unwrap()
         };
         assert_eq!(score(&loaded), score(&learner), "{}", method.name());
+    }
+}
+
+#[test]
+fn merged_generation_gives_the_unmerged_tokens() {
+    let device = Device::flex();
+    let s = setup(24, 5, &device);
+    let tokenizer = Tokenizer::from_json(TOKENIZER).unwrap();
+    let config = TrainConfig::new()
+        .with_steps_per_task(8)
+        .with_learning_rate(1e-2);
+    let prompts = ["12 13 14 15", "d e f g h", "LOUD WORDS ARE"];
+    for method in Method::ALL {
+        let mut learner = learner(method, &s.model, &device);
+        for split in &s.splits[..2] {
+            pollster::block_on(s.learn(&mut learner, split, &config, &device));
+        }
+        for prompt in prompts {
+            let generate = |merge_adapter| {
+                let settings = GenerationConfig {
+                    max_new_tokens: 24,
+                    stop_at_eos: false,
+                    merge_adapter,
+                    ..GenerationConfig::default()
+                };
+                pollster::block_on(generate_routed(
+                    &s.model,
+                    &learner,
+                    &tokenizer,
+                    prompt,
+                    &DataConfig::default(),
+                    &settings,
+                    &device,
+                    |_| {},
+                ))
+                .unwrap()
+            };
+            let ((route, merged), (unmerged_route, unmerged)) = (generate(true), generate(false));
+            let name = method.name();
+            assert_eq!(route.chosen, unmerged_route.chosen, "{name} {prompt:?}");
+            // Per-token routing (MoE-LoRA) has no single matrix to merge.
+            assert_eq!(merged.merged, method != Method::MoeLora, "{name}");
+            assert!(!unmerged.merged);
+            assert_eq!(merged.ids.len(), 24);
+            assert_eq!(merged.ids, unmerged.ids, "{name} {prompt:?}");
+        }
     }
 }
 

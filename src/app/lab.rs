@@ -126,6 +126,7 @@ impl Default for AppConfig {
                 stop: Vec::new(),
                 stop_at_eos: true,
                 seed: 0,
+                merge_adapter: true,
             },
             checkpoint_every: 10,
         }

@@ -48,6 +48,10 @@ pub(crate) struct GenerateArgs {
     /// Which of the project's methods generates (with --project).
     #[arg(long, default_value = "mose")]
     method: String,
+    /// Keep the routed sub-experts beside the frozen weights for every token
+    /// instead of folding them into the weights once (the same tokens, slower).
+    #[arg(long)]
+    no_merge: bool,
 }
 
 /// Arguments of `mose import-gguf`.
@@ -90,6 +94,8 @@ struct GenerateOutput {
     text: String,
     tokens: usize,
     tokens_per_second: f64,
+    /// With --project: whether the adapter ran folded into the weights.
+    merged: bool,
 }
 
 pub(crate) fn generate(context: &Context, args: GenerateArgs) -> Result<(), CliError> {
@@ -104,6 +110,7 @@ pub(crate) fn generate(context: &Context, args: GenerateArgs) -> Result<(), CliE
         top_p: args.top_p,
         repetition_penalty: args.repetition_penalty,
         seed: args.seed,
+        merge_adapter: !args.no_merge,
         ..GenerationConfig::default()
     };
     let learner = match &args.project {
@@ -172,6 +179,7 @@ pub(crate) fn generate(context: &Context, args: GenerateArgs) -> Result<(), CliE
         prompt: args.prompt,
         tokens: generation.ids.len(),
         tokens_per_second: generation.ids.len() as f64 / generation.decode_seconds.max(1e-9),
+        merged: generation.merged,
         text: generation.text,
     };
     context.finish(&output, "\n")

@@ -39,6 +39,15 @@ pub struct GenerationConfig {
     pub stop_at_eos: bool,
     /// Seeds the sampler: the same seed, prompt and model give the same text.
     pub seed: u64,
+    /// Fold an adapter into the weights once per prompt ([`Llama::merged`]):
+    /// the same tokens at the base model's speed. Off keeps it beside the
+    /// frozen weights for every token, as training runs it.
+    #[serde(default = "merge_by_default")]
+    pub merge_adapter: bool,
+}
+
+fn merge_by_default() -> bool {
+    true
 }
 
 impl Default for GenerationConfig {
@@ -52,6 +61,7 @@ impl Default for GenerationConfig {
             stop: Vec::new(),
             stop_at_eos: true,
             seed: 0,
+            merge_adapter: true,
         }
     }
 }
@@ -84,6 +94,10 @@ pub struct Generation {
     pub prefill_seconds: f64,
     /// Seconds spent decoding the new tokens.
     pub decode_seconds: f64,
+    /// True when the adapter ran folded into the weights; false for the base
+    /// model, and where it cannot be merged or merging was turned off.
+    #[serde(default)]
+    pub merged: bool,
 }
 
 /// Why generation failed.
@@ -251,15 +265,42 @@ pub async fn generate(
     device: &Device,
     on_text: impl FnMut(&str),
 ) -> Result<Generation, GenerateError> {
-    generate_adapted(model, &Frozen, tokenizer, prompt, config, device, on_text).await
+    run(model, &Frozen, tokenizer, prompt, config, device, on_text).await
 }
 
-/// [`generate`] with `adapter` beside the frozen projections for the prompt
-/// and every new token (a routed task's sub-experts, say).
+/// [`generate`] with `adapter` applied for the prompt and every new token (a
+/// routed task's sub-experts, say). With `config.merge_adapter` and an
+/// adapter that merges, it is folded into a copy of the weights once, before
+/// the prompt, and that time counts as prefill; otherwise it runs beside the
+/// frozen projections.
 ///
 /// # Errors
 /// As [`generate`].
 pub async fn generate_adapted(
+    model: &Llama,
+    adapter: &dyn Adapter,
+    tokenizer: &Tokenizer,
+    prompt: &str,
+    config: &GenerationConfig,
+    device: &Device,
+    on_text: impl FnMut(&str),
+) -> Result<Generation, GenerateError> {
+    let started = Instant::now();
+    let merged = match config.merge_adapter {
+        true => model.merged(adapter),
+        false => None,
+    };
+    let mut generation = match &merged {
+        Some(merged) => run(merged, &Frozen, tokenizer, prompt, config, device, on_text).await?,
+        None => run(model, adapter, tokenizer, prompt, config, device, on_text).await?,
+    };
+    generation.merged = merged.is_some();
+    generation.prefill_seconds = started.elapsed().as_secs_f64() - generation.decode_seconds;
+    Ok(generation)
+}
+
+/// The generation loop: `adapter` beside the projections of `model`.
+async fn run(
     model: &Llama,
     adapter: &dyn Adapter,
     tokenizer: &Tokenizer,
@@ -338,6 +379,7 @@ pub async fn generate_adapted(
         stop,
         prefill_seconds,
         decode_seconds: total - prefill_seconds,
+        merged: false,
     })
 }
 

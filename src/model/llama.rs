@@ -96,6 +96,17 @@ pub enum Site {
 }
 
 impl Site {
+    /// Every projection of a decoder layer.
+    pub const ALL: [Site; 7] = [
+        Site::Q,
+        Site::K,
+        Site::V,
+        Site::O,
+        Site::Gate,
+        Site::Up,
+        Site::Down,
+    ];
+
     /// The projection's name inside a layer, as in Hugging Face checkpoints.
     pub fn hf_name(self) -> &'static str {
         match self {
@@ -135,6 +146,19 @@ pub trait Adapter {
     /// # Shapes
     /// - x: `[batch, seq, d_in]`, wx: `[batch, seq, d_out]` -> `[batch, seq, d_out]`
     fn project(&self, layer: usize, site: Site, x: Tensor<3>, wx: Tensor<3>) -> Tensor<3>;
+
+    /// The adapter folded into the frozen weight of `site` in `layer`: a
+    /// `W'` with `x W' = project(x, x W)` for every token of every sequence.
+    /// `None` where no such single matrix exists (weights that change per
+    /// token or per batch row); generation then keeps the adapter beside the
+    /// frozen weights. The default merges nothing.
+    ///
+    /// # Shapes
+    /// - weight: `[d_in, d_out]` (burn's layout) -> `[d_in, d_out]`
+    fn merge(&self, layer: usize, site: Site, weight: Tensor<2>) -> Option<Tensor<2>> {
+        let _ = (layer, site, weight);
+        None
+    }
 }
 
 /// No adapter: every projection is the frozen base's.
@@ -144,6 +168,10 @@ pub struct Frozen;
 impl Adapter for Frozen {
     fn project(&self, _layer: usize, _site: Site, _x: Tensor<3>, wx: Tensor<3>) -> Tensor<3> {
         wx
+    }
+
+    fn merge(&self, _layer: usize, _site: Site, weight: Tensor<2>) -> Option<Tensor<2>> {
+        Some(weight)
     }
 }
 
@@ -352,6 +380,19 @@ struct DecoderLayer {
     post_attention_layernorm: RmsNorm,
 }
 
+/// A layer's seven projections, by site.
+fn projections<'a>(attn: &'a mut Attention, mlp: &'a mut Mlp) -> [(Site, &'a mut Linear); 7] {
+    [
+        (Site::Q, &mut attn.q_proj),
+        (Site::K, &mut attn.k_proj),
+        (Site::V, &mut attn.v_proj),
+        (Site::O, &mut attn.o_proj),
+        (Site::Gate, &mut mlp.gate_proj),
+        (Site::Up, &mut mlp.up_proj),
+        (Site::Down, &mut mlp.down_proj),
+    ]
+}
+
 impl DecoderLayer {
     /// # Shapes
     /// - x: `[batch, seq, hidden]` -> `[batch, seq, hidden]`
@@ -387,6 +428,22 @@ impl Llama {
     /// The config this model was built from.
     pub fn config(&self) -> &LlamaConfig {
         &self.config
+    }
+
+    /// A copy of the model with `adapter` folded into its weights
+    /// ([`Adapter::merge`] at every projection), so that the frozen forward
+    /// pass of the copy computes what the adapted pass of `self` does, at the
+    /// base model's cost. Unchanged weights are shared, not copied. `None`
+    /// when some site cannot be merged.
+    pub fn merged(&self, adapter: &dyn Adapter) -> Option<Llama> {
+        let mut model = self.clone();
+        for (i, layer) in model.layers.iter_mut().enumerate() {
+            for (site, linear) in projections(&mut layer.self_attn, &mut layer.mlp) {
+                let weight = adapter.merge(i, site, linear.weight.val())?;
+                linear.weight = Param::from_tensor(weight);
+            }
+        }
+        Some(model)
     }
 
     /// Next-token logits for every position, without a cache.
@@ -494,16 +551,7 @@ impl Llama {
             HfParam::Matrix(&mut self.embed_tokens.weight),
         )];
         for (i, layer) in self.layers.iter_mut().enumerate() {
-            let (attn, mlp) = (&mut layer.self_attn, &mut layer.mlp);
-            let linears = [
-                (Site::Q, &mut attn.q_proj),
-                (Site::K, &mut attn.k_proj),
-                (Site::V, &mut attn.v_proj),
-                (Site::O, &mut attn.o_proj),
-                (Site::Gate, &mut mlp.gate_proj),
-                (Site::Up, &mut mlp.up_proj),
-                (Site::Down, &mut mlp.down_proj),
-            ];
+            let linears = projections(&mut layer.self_attn, &mut layer.mlp);
             let norms = [
                 ("input_layernorm", &mut layer.input_layernorm),
                 (

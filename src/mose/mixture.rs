@@ -67,6 +67,34 @@ impl Adapter for Mixture {
         };
         frozen + mix.pool.forward(x, weights)
     }
+
+    /// `W' = W diag(1 + m) + (alpha / r) sum_j w_j A_j B_j`: exact when the
+    /// weights and the modulation are one set for the whole sequence (a
+    /// routed task's, or plain LoRA's), as they are when a single prompt is
+    /// generated. Per-token routing (the MoE-LoRA baseline) or several batch
+    /// rows cannot be merged.
+    fn merge(&self, layer: usize, site: Site, weight: Tensor<2>) -> Option<Tensor<2>> {
+        let Some(i) = self.sites.iter().position(|&s| s == (layer, site)) else {
+            return Some(weight);
+        };
+        let mix = &self.mixes[i];
+        let ExpertWeights::Sequence(w) = &mix.weights else {
+            return None;
+        };
+        let [rows, _, experts] = w.dims();
+        if rows != 1 {
+            return None;
+        }
+        let frozen = match &mix.modulation {
+            Some(m) if m.dims()[0] != 1 => return None,
+            Some(m) => {
+                let [_, _, d_out] = m.dims();
+                weight.clone() + weight * m.clone().reshape([1, d_out])
+            }
+            None => weight,
+        };
+        Some(frozen + mix.pool.delta(w.clone().reshape([experts])))
+    }
 }
 
 /// A token router's weights: softmax over each token's `top_k` largest logits,

@@ -107,6 +107,22 @@ impl SubExpertPool {
             .matmul(self.b.clone().unsqueeze_dim(0)) // [b, t, d_out]
             .mul_scalar(self.scale)
     }
+
+    /// The pool as one matrix for fixed `weights`:
+    /// `(alpha / r) sum_j w_j A_j B_j`, so that `x delta` is
+    /// [`forward`](Self::forward)'s output for every token.
+    ///
+    /// # Shapes
+    /// - weights: `[experts]` -> `[d_in, d_out]`
+    pub fn delta(&self, weights: Tensor<1>) -> Tensor<2> {
+        let [d_in, _] = self.a.dims();
+        let (e, r) = (self.experts, self.rank);
+        let weighted = self.a.clone().reshape([d_in, e, r]) * weights.reshape([1, e, 1]);
+        weighted
+            .reshape([d_in, e * r])
+            .matmul(self.b.clone())
+            .mul_scalar(self.scale)
+    }
 }
 
 #[cfg(test)]
@@ -176,6 +192,44 @@ mod tests {
         let burns = lora.forward(x);
         let diff = (ours - burns).abs().max().into_scalar::<f32>();
         assert!(diff < 1e-6, "max abs diff {diff}");
+    }
+
+    #[test]
+    fn the_merged_delta_is_the_pool_for_every_token() {
+        let device = Device::flex();
+        let (d_in, d_out, rank) = (6, 5, 2);
+        let experts: Vec<SubExpert> = (0..3)
+            .map(|seed| {
+                let mut e = SubExpertConfig {
+                    d_in,
+                    d_out,
+                    rank,
+                    init_gain: 1.0,
+                }
+                .init(seed, &device);
+                let b: Vec<f32> = (0..rank * d_out)
+                    .map(|i| ((i as u64 + seed) as f32 * 0.71).cos())
+                    .collect();
+                e.b = Param::from_data(TensorData::new(b, [rank, d_out]), &device);
+                e
+            })
+            .collect();
+        let pool = SubExpertPool::new(&experts.iter().collect::<Vec<_>>(), rank, 8.0);
+        let w = [0.7f32, 0.0, 0.3];
+        let x = Tensor::<3>::from_data(
+            TensorData::new(
+                (0..4 * d_in).map(|i| (i as f32 * 0.37).sin()).collect(),
+                [1, 4, d_in],
+            ),
+            &device,
+        );
+        let weights = Tensor::<1>::from_data(TensorData::new(w.to_vec(), [3]), &device);
+        let merged = x
+            .clone()
+            .matmul(pool.delta(weights.clone()).unsqueeze_dim(0));
+        let side = pool.forward(x, weights.reshape([1, 1, 3]));
+        let diff = (merged - side).abs().max().into_scalar::<f32>();
+        assert!(diff < 1e-5, "max abs diff {diff}");
     }
 
     #[test]
