@@ -7,6 +7,7 @@
 //! programs. A failure prints one message that says what to do; the exit
 //! code is 2 for bad arguments or input files, 1 for anything else.
 
+mod bench;
 mod output;
 mod pretrain;
 mod sequence;
@@ -53,6 +54,9 @@ enum Command {
     ImportGguf(tools::ImportArgs),
     /// Say what this machine can compute on, and what a model folder holds.
     Info(tools::InfoArgs),
+    /// Time training and generation on the --backend device and print the
+    /// figures (tokens per second, FLOP/s against the device's peak).
+    Bench(bench::BenchArgs),
 }
 
 /// The `--backend` values.
@@ -141,6 +145,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => tools::generate(&context, args),
         Command::ImportGguf(args) => tools::import_gguf(&context, args),
         Command::Info(args) => tools::info(&context, args),
+        Command::Bench(args) => bench::run(&context, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -58,7 +58,7 @@ pub(crate) struct TrainArgs {
 
 /// The `--methods` values.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum MethodArg {
+pub(crate) enum MethodArg {
     Mose,
     LoraPerTask,
     SeqLora,

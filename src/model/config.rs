@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ModelError;
+use super::{ModelError, Site};
 
 /// The model's shape, read and written as Hugging Face's `config.json`
 /// (`LlamaConfig`). Fields this crate does not use are kept as they were, so
@@ -70,6 +70,25 @@ pub struct LlamaConfig {
     /// Every other field of the file (`model_type`, `architectures`, `dtype`, ...).
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Work of one forward pass by part, in floating-point operations
+/// ([`LlamaConfig::forward_flops`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ForwardFlops {
+    /// The seven projections of every decoder layer.
+    pub projections: f64,
+    /// Attention scores and weighted values (causal).
+    pub attention: f64,
+    /// The LM head.
+    pub head: f64,
+}
+
+impl ForwardFlops {
+    /// The whole forward pass.
+    pub fn total(&self) -> f64 {
+        self.projections + self.attention + self.head
+    }
 }
 
 /// transformers 5's `rope_parameters` object.
@@ -201,6 +220,27 @@ impl LlamaConfig {
             .map(|p| p.rope_theta)
             .or(self.rope_theta)
             .unwrap_or(DEFAULT_ROPE_THETA)
+    }
+
+    /// The floating-point operations of one forward pass over a sequence of
+    /// `seq_len` tokens, counting the matrix products (a multiply-add is
+    /// two); norms, rotary, softmax and activations add well under 1% here.
+    pub fn forward_flops(&self, seq_len: usize) -> ForwardFlops {
+        let t = seq_len as f64;
+        let per_layer: usize = Site::ALL
+            .iter()
+            .map(|site| {
+                let (d_in, d_out) = site.dims(self);
+                d_in * d_out
+            })
+            .sum();
+        let heads = (self.num_attention_heads * self.head_width()) as f64;
+        ForwardFlops {
+            projections: 2.0 * t * (per_layer * self.num_hidden_layers) as f64,
+            // Scores and weighted values: query i meets i + 1 keys, causally.
+            attention: self.num_hidden_layers as f64 * 2.0 * 2.0 * heads * t * (t + 1.0) / 2.0,
+            head: 2.0 * t * (self.hidden_size * self.vocab_size) as f64,
+        }
     }
 
     /// End-of-sequence ids named by the config.

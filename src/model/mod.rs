@@ -24,7 +24,7 @@ mod weights;
 
 use crate::tokenizer::{SpecialTokens, Tokenizer, TokenizerError};
 
-pub use config::{LlamaConfig, RopeParameters, TokenIds};
+pub use config::{ForwardFlops, LlamaConfig, RopeParameters, TokenIds};
 pub use llama::{Adapter, Frozen, HfParam, KvCache, Llama, Site, next_token_nll};
 pub(crate) use weights::F32View;
 
