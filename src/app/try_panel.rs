@@ -6,7 +6,7 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use mose_lab::eval::{generate_routed, route_prompt};
-use mose_lab::model::generate::generate;
+use mose_lab::model::generate::{Generation, generate};
 use mose_lab::mose::{Method, Route};
 
 use super::charts::{Heatmap, Matrix, task_colour};
@@ -30,6 +30,29 @@ struct Output {
     state: &'static str,
     /// The text so far, or the error.
     text: String,
+    /// How fast it went, once done.
+    speed: Option<Speed>,
+}
+
+/// A finished generation's pace.
+#[derive(Debug, Clone, PartialEq)]
+struct Speed {
+    tokens: usize,
+    /// New tokens after the first, per second of decoding.
+    decode_tokens_per_second: f64,
+    /// The sub-experts ran folded into the weights.
+    merged: bool,
+}
+
+impl Speed {
+    fn of(g: &Generation) -> Self {
+        Self {
+            tokens: g.ids.len(),
+            decode_tokens_per_second: g.ids.len().saturating_sub(1) as f64
+                / g.decode_seconds.max(1e-9),
+            merged: g.merged,
+        }
+    }
 }
 
 /// The try panel.
@@ -44,6 +67,7 @@ pub fn TryPanel() -> impl IntoView {
         RwSignal::new(Output {
             state: "idle",
             text: String::new(),
+            speed: None,
         })
     };
     let outputs = [idle(), idle(), idle()];
@@ -148,6 +172,7 @@ pub fn TryPanel() -> impl IntoView {
                 outputs[slot].set(Output {
                     state: "streaming",
                     text: String::new(),
+                    speed: None,
                 });
             }
             for (slot, method) in jobs {
@@ -166,27 +191,32 @@ pub fn TryPanel() -> impl IntoView {
                         on_text,
                     )
                     .await
-                    .map(|_| ()),
+                    .map(|(_, g)| g),
                     (Some(Method::SeqLora), None) => {
                         out.set(Output {
                             state: "done",
                             text: "(plain LoRA is not trained in this project)".into(),
+                            speed: None,
                         });
                         continue;
                     }
-                    _ => generate(
-                        &engine.model,
-                        &engine.tokenizer,
-                        &text,
-                        &config,
-                        device,
-                        on_text,
-                    )
-                    .await
-                    .map(|_| ()),
+                    _ => {
+                        generate(
+                            &engine.model,
+                            &engine.tokenizer,
+                            &text,
+                            &config,
+                            device,
+                            on_text,
+                        )
+                        .await
+                    }
                 };
                 out.update(|o| match result {
-                    Ok(()) => o.state = "done",
+                    Ok(g) => {
+                        o.state = "done";
+                        o.speed = Some(Speed::of(&g));
+                    }
                     Err(why) => {
                         o.state = "failed";
                         o.text = format!("Generation failed: {why}");
@@ -237,6 +267,13 @@ pub fn TryPanel() -> impl IntoView {
                 <output data-testid=testid data-state=move || outputs[slot].with(|o| o.state) aria-live="polite">
                     {move || outputs[slot].with(|o| o.text.clone())}
                 </output>
+                {move || outputs[slot].with(|o| o.speed.clone()).map(|speed| view! {
+                    <p class="speed" data-testid=format!("{testid}-speed")
+                        data-decode-tokens-per-second=format!("{:.3}", speed.decode_tokens_per_second)>
+                        {format!("{} tokens · {:.1} tokens/s{}", speed.tokens, speed.decode_tokens_per_second,
+                            if speed.merged { " · sub-experts merged into the weights" } else { "" })}
+                    </p>
+                })}
             </div>
         }
     };

@@ -222,6 +222,12 @@ async function workshop({ label, args, backend, deviceText, steps, shotsFull, pa
     for (let i = 0; i < 3; i++) await routeTo(run, PROMPTS[i], names[i], 3);
     log(`generated in ${await generate(run)} s: ${JSON.stringify((await textNow(page, 'generation')).slice(0, 100))}`);
     assert.ok(await textNow(page, 'generation'), 'the generation is empty');
+    // Routed generation runs with the chosen sub-experts folded into the weights.
+    const speed = await textNow(page, 'generation-speed');
+    log(`generation-speed: ${speed}`);
+    assert.match(speed, /merged into the weights/, `routed generation did not merge: ${JSON.stringify(speed)}`);
+    const rate = Number(await page.getAttribute(tid('generation-speed'), 'data-decode-tokens-per-second'));
+    assert.ok(rate > 0, `the decode rate is ${rate}`);
     if (compare) {
       await page.check(tid('compare-generations'));
       const took = await generate(run, ['generation-base', 'generation-lora']);
