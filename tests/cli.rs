@@ -159,6 +159,7 @@ fn every_subcommand_has_help() {
         "generate",
         "import-gguf",
         "info",
+        "bench",
     ] {
         assert!(top.contains(command), "--help does not list {command}");
         let help = ok(&[command, "--help"]);
@@ -173,6 +174,57 @@ fn bad_arguments_are_refused_with_exit_code_2() {
     refused(&["--backend", "tpu", "info"]);
     refused(&["train", "--out", "x.mose"]); // no tasks
     refused(&["generate"]); // no prompt
+    refused(&["bench", "--runs", "1"]); // nothing left after the warm-up run
+}
+
+#[test]
+fn bench_times_training_and_generation_and_saves_its_figures() {
+    let dir = scratch("bench");
+    let saved = dir.join("bench.json");
+    let text = repo("www/packs/devil/train.txt");
+    let settings = [
+        "--model",
+        &repo("www/model"),
+        "--batch-size",
+        "2",
+        "--seq-len",
+        "32",
+        "--steps",
+        "2",
+        "--warmup-steps",
+        "1",
+        "--new-tokens",
+        "8",
+        "--runs",
+        "2",
+        "--matmul-size",
+        "64",
+    ];
+    let mut args = vec!["bench"];
+    args.extend(settings);
+    args.extend(["--text", &text, "--save", saved.to_str().unwrap()]);
+    let table = ok(&args);
+    assert!(table.contains("| seq-lora |"), "{table}");
+    assert!(table.contains("the same tokens"), "{table}");
+    let figures: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    for method in figures["train"].as_array().unwrap() {
+        assert!(method["tokens_per_second"].as_f64().unwrap() > 0.0);
+        assert!(method["flops_per_step"].as_f64().unwrap() > 0.0);
+    }
+    let generate = &figures["generate"];
+    assert_eq!(generate["rows"].as_array().unwrap().len(), 3);
+    assert_eq!(generate["merged_matches_unmerged"], true);
+    assert_eq!(figures["data"]["windows"], 2 * 3);
+
+    // A text too short for the windows asked for is refused.
+    let short = dir.join("short.txt");
+    std::fs::write(&short, "only a few words").unwrap();
+    let mut args = vec!["bench"];
+    args.extend(settings);
+    args.extend(["--text", short.to_str().unwrap()]);
+    let message = refused(&args);
+    assert!(message.contains("use a longer text"), "{message}");
 }
 
 #[test]
