@@ -27,12 +27,16 @@
 #                  reports them), plus libxml2 when LLVM was built with it;
 #   --cxxflags     -std=c++17, LLVM_DEFINITIONS, and -fno-exceptions when
 #                  LLVM_ENABLE_EH is off (as llvm-config composes them).
-# Debian sid builds LLVM against glibc 2.41, so its C++ code calls the C23
-# names __isoc23_strtol/strtoll/strtoull, which glibc 2.36 lacks.
+# Debian sid builds LLVM against its own glibc (2.43 when this was written),
+# so its C++ code calls the C23 names __isoc23_strtol/strtoll/strtoull, which
+# appeared in glibc 2.38; Debian 12 has 2.36.
 # lib/libmose_glibc_compat.a defines them as the C23 standard says: the old
 # strtol & co., which additionally read a "0b"/"0B" prefix in base 0 or 2.
 # (LLVM's Interpreter also calls __isoc23_sscanf; cubecl-llvm does not use it,
-# so it is not provided.) The script ends by compiling, linking and running a
+# so it is not provided.) Every other outside symbol the archives use is in
+# Debian 12's libc, libm and libstdc++ (gcc 12), or in libraries cubecl-llvm
+# does not link (curl, libpfm, Polly): checked with nm when this was written.
+# The script ends by compiling, linking and running a
 # small program that emits PTX through this LLVM, so a broken install fails
 # here, with the linker's own message, and not deep inside cargo.
 #
