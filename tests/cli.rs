@@ -227,6 +227,31 @@ fn bench_times_training_and_generation_and_saves_its_figures() {
     assert!(message.contains("use a longer text"), "{message}");
 }
 
+/// A build without the `cuda` feature says how to get one.
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn cuda_in_a_build_without_it_says_how_to_get_it() {
+    let model = repo("www/model");
+    let message = refused(&["--backend", "cuda", "generate", "The", "--model", &model]);
+    assert!(message.contains("--features cuda"), "{message}");
+    let info: serde_json::Value = serde_json::from_str(&ok(&["info", "--json"])).unwrap();
+    assert_eq!(info["devices"][2]["backend"], "cuda");
+    assert_eq!(info["devices"][2]["available"], false);
+}
+
+/// A CUDA build on a machine without an NVIDIA driver reports it, and does not panic.
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_without_a_driver_is_reported_not_a_panic() {
+    let info: serde_json::Value = serde_json::from_str(&ok(&["info", "--json"])).unwrap();
+    let cuda = &info["devices"][2];
+    assert_eq!(cuda["backend"], "cuda");
+    if cuda["available"] == false {
+        let detail = cuda["detail"].as_str().unwrap();
+        assert!(detail.contains("no CUDA device"), "{detail}");
+    }
+}
+
 #[test]
 fn pretrain_writes_a_model_that_generates_and_describes_itself() {
     let model = tiny_model().to_str().unwrap();

@@ -219,7 +219,7 @@ pub async fn load(
     report(stage("Looking for a GPU", 0.0));
     let (compute, _) = backend::best().await;
     let defaults = match compute.kind {
-        backend::BackendKind::Wgpu => config.gpu,
+        backend::BackendKind::Wgpu | backend::BackendKind::Cuda => config.gpu,
         backend::BackendKind::Cpu => config.cpu,
     };
 
@@ -274,7 +274,7 @@ pub async fn load(
     }
 
     let on_device = match compute.kind {
-        backend::BackendKind::Wgpu => "Uploading the model to the GPU",
+        backend::BackendKind::Wgpu | backend::BackendKind::Cuda => "Uploading the model to the GPU",
         backend::BackendKind::Cpu => "Loading the model into memory",
     };
     report(stage(on_device, 0.72));

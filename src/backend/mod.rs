@@ -1,6 +1,7 @@
 //! Picks the compute device at run time: burn's wgpu backend (WebGPU in the
 //! browser; Vulkan, Metal or DX12 natively) or the pure-Rust CPU backend
-//! (`flex`) where no GPU adapter answers.
+//! (`flex`) where no GPU adapter answers; natively, with the `cuda` feature,
+//! also burn's CUDA backend.
 //!
 //! Burn 0.22 chooses the backend through the [`Device`] value, so everything
 //! above this module takes a `&Device` and runs unchanged on either. The wgpu
@@ -32,6 +33,9 @@ pub enum BackendError {
         /// What the graphics runtime said.
         reason: String,
     },
+    /// No NVIDIA driver could be loaded, or it reports no CUDA device.
+    #[error("no CUDA device is available (no NVIDIA driver was found, or it reports no GPU)")]
+    NoCudaDevice,
 }
 
 /// Which kind of backend a [`Compute`] runs on.
@@ -41,14 +45,17 @@ pub enum BackendKind {
     Wgpu,
     /// burn's `flex` backend: pure Rust on the CPU, natively or compiled to wasm.
     Cpu,
+    /// burn's CUDA backend on an NVIDIA GPU (native builds with the `cuda` feature).
+    Cuda,
 }
 
 impl BackendKind {
-    /// A short name for reports and the page (`wgpu`, `cpu`).
+    /// A short name for reports and the page (`wgpu`, `cpu`, `cuda`).
     pub fn name(self) -> &'static str {
         match self {
             BackendKind::Wgpu => "wgpu",
             BackendKind::Cpu => "cpu",
+            BackendKind::Cuda => "cuda",
         }
     }
 }
@@ -125,6 +132,17 @@ pub fn cpu() -> Compute {
 /// browser without WebGPU, a machine without Vulkan/Metal/DX12 drivers).
 pub async fn gpu() -> Result<Compute, BackendError> {
     target::gpu().await
+}
+
+/// The first NVIDIA GPU, through burn's CUDA backend; looked for on first use
+/// and shared afterwards.
+///
+/// # Errors
+/// [`BackendError::NoCudaDevice`] when no NVIDIA driver is installed, or it
+/// reports no GPU.
+#[cfg(all(feature = "cuda", not(target_arch = "wasm32")))]
+pub fn cuda() -> Result<Compute, BackendError> {
+    target::cuda()
 }
 
 /// The best device this platform offers: the GPU if there is one, else the

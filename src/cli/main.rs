@@ -66,6 +66,8 @@ enum BackendArg {
     Cpu,
     /// burn-wgpu: Vulkan, Metal or DX12 (Mesa's lavapipe where there is no GPU).
     Wgpu,
+    /// burn's CUDA backend: an NVIDIA GPU (needs a build with `--features cuda`).
+    Cuda,
 }
 
 /// Why a command failed, and so its exit code.
@@ -122,7 +124,25 @@ fn compute(backend: BackendArg) -> Result<Compute, CliError> {
                 "{e}; install a Vulkan driver (Mesa's mesa-vulkan-drivers gives a software one), or use --backend cpu"
             ))
         }),
+        BackendArg::Cuda => cuda(),
     }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda() -> Result<Compute, CliError> {
+    backend::cuda().map_err(|e| {
+        CliError::Failed(format!(
+            "{e}; install the NVIDIA driver (`nvidia-smi` should list the GPU), or use --backend wgpu or cpu"
+        ))
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda() -> Result<Compute, CliError> {
+    Err(CliError::Input(
+        "this build has no CUDA; rebuild with `--features cuda` (after scripts/llvm.sh), or use --backend wgpu or cpu"
+            .to_string(),
+    ))
 }
 
 /// Where output goes: text for people, or one JSON document.

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
+use mose_lab::backend::BackendKind;
 use mose_lab::model::generate::{GenerationConfig, generate};
 use mose_lab::model::{Checkpoint, Llama};
 use mose_lab::tokenizer::Tokenizer;
@@ -376,9 +377,10 @@ fn command_line() -> String {
 
 pub(crate) fn device_name(compute: &mose_lab::backend::Compute) -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    match &compute.adapter {
-        Some(adapter) => format!("wgpu: {}", adapter.name),
-        None => format!("cpu ({cores} threads)"),
+    match (compute.kind, &compute.adapter) {
+        (BackendKind::Wgpu, Some(adapter)) => format!("wgpu: {}", adapter.name),
+        (BackendKind::Cuda, _) => "cuda: device 0".to_string(),
+        _ => format!("cpu ({cores} threads)"),
     }
 }
 

@@ -278,6 +278,18 @@ pub(crate) fn info(context: &Context, args: InfoArgs) -> Result<(), CliError> {
             detail: e.to_string(),
         },
     });
+    devices.push(match compute(BackendArg::Cuda) {
+        Ok(gpu) => DeviceInfo {
+            backend: "cuda",
+            available: true,
+            detail: device_name(&gpu),
+        },
+        Err(e) => DeviceInfo {
+            backend: "cuda",
+            available: false,
+            detail: e.to_string(),
+        },
+    });
     let model = match &args.model {
         None => None,
         Some(dir) => {
