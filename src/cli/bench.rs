@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use mose_lab::backend::Compute;
+use mose_lab::backend::{BackendKind, Compute};
 use mose_lab::data::{DataConfig, Example};
 use mose_lab::eval::generate_routed;
 use mose_lab::model::generate::{Generation, GenerationConfig, generate};
@@ -483,7 +483,11 @@ fn time_matmul(n: usize, device: &Device) -> Result<MatmulFigure, CliError> {
 /// True where the work runs on this machine's cores: burn's CPU backend, or a
 /// software GPU adapter (Mesa's lavapipe).
 fn runs_on_cpu(compute: &Compute) -> bool {
-    compute.adapter.as_ref().is_none_or(|a| a.is_software())
+    match compute.kind {
+        BackendKind::Cpu => true,
+        BackendKind::Wgpu => compute.adapter.as_ref().is_some_and(|a| a.is_software()),
+        BackendKind::Cuda => false,
+    }
 }
 
 /// The CPU's nominal f32 peak: threads x clock x FLOPs per cycle, where a
