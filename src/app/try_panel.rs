@@ -271,7 +271,7 @@ pub fn TryPanel() -> impl IntoView {
                     <p class="speed" data-testid=format!("{testid}-speed")
                         data-decode-tokens-per-second=format!("{:.3}", speed.decode_tokens_per_second)>
                         {format!("{} tokens · {:.1} tokens/s{}", speed.tokens, speed.decode_tokens_per_second,
-                            if speed.merged { " · sub-experts merged into the weights" } else { "" })}
+                            if speed.merged { " · adapter merged into the weights" } else { "" })}
                     </p>
                 })}
             </div>
