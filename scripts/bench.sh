@@ -67,19 +67,8 @@ step "mose bench --backend $backend --model $model ${sizes[*]}"
 
 [ "$backend" = wgpu ] && exit 0
 
-req=scripts/bench/requirements.txt
 venv=.venv-bench
-stamp="$venv/.requirements.sha256"
-if [ ! -x "$venv/bin/python" ]; then
-  step "python3 -m venv $venv"
-  python3 -m venv "$venv"
-fi
-want=$(sha256sum "$req" | cut -d' ' -f1)
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  step "pip install -r $req (torch is about 5 GB: a few minutes the first time)"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
-  echo "$want" >"$stamp"
-fi
+scripts/python-env.sh "$venv" scripts/bench/requirements.txt
 
 step "PyTorch + PEFT on the same model, windows and prompt"
 "$venv/bin/python" scripts/bench/peft_bench.py "$ours" --device "$backend" \

@@ -17,21 +17,8 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n== make-fixtures: %s\n' "$*" >&2; }
 
-req=scripts/reference/requirements.txt
 venv=.venv
-stamp="$venv/.fixtures-requirements.sha256"
-
-if [ ! -x "$venv/bin/python" ]; then
-  step "python3 -m venv $venv ($(python3 --version))"
-  python3 -m venv "$venv"
-fi
-
-want=$(sha256sum "$req" | cut -d' ' -f1)
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  step "pip install -r $req (torch is about 5 GB: a few minutes the first time)"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
-  echo "$want" >"$stamp"
-fi
+scripts/python-env.sh "$venv" scripts/reference/requirements.txt
 
 step "scripts/reference/make_fixtures.py $*"
 "$venv/bin/python" scripts/reference/make_fixtures.py "$@"
