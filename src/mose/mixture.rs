@@ -49,14 +49,19 @@ impl Mixture {
         assert_eq!(sites.len(), mixes.len(), "one mix per adapted site");
         Self { sites, mixes }
     }
+
+    /// What `site` of `layer` adds, or `None` where it is not adapted.
+    fn mix(&self, layer: usize, site: Site) -> Option<&SiteMix> {
+        let i = self.sites.iter().position(|&s| s == (layer, site))?;
+        Some(&self.mixes[i])
+    }
 }
 
 impl Adapter for Mixture {
     fn project(&self, layer: usize, site: Site, x: Tensor<3>, wx: Tensor<3>) -> Tensor<3> {
-        let Some(i) = self.sites.iter().position(|&s| s == (layer, site)) else {
+        let Some(mix) = self.mix(layer, site) else {
             return wx;
         };
-        let mix = &self.mixes[i];
         let weights = match &mix.weights {
             ExpertWeights::Sequence(w) => w.clone(),
             ExpertWeights::Tokens { router, top_k } => token_weights(x.clone(), router, *top_k),
@@ -74,10 +79,9 @@ impl Adapter for Mixture {
     /// generated. Per-token routing (the MoE-LoRA baseline) or several batch
     /// rows cannot be merged.
     fn merge(&self, layer: usize, site: Site, weight: Tensor<2>) -> Option<Tensor<2>> {
-        let Some(i) = self.sites.iter().position(|&s| s == (layer, site)) else {
+        let Some(mix) = self.mix(layer, site) else {
             return Some(weight);
         };
-        let mix = &self.mixes[i];
         let ExpertWeights::Sequence(w) = &mix.weights else {
             return None;
         };
