@@ -151,5 +151,7 @@ python3 scripts/data/packs.py --tasks "$out/tasks" --packs www/packs
   (cd "$out" && find corpus tasks -type f | sort | xargs sha256sum)
   printf '```\n'
 } >"$out/SOURCES.md"
-step "done: $out/corpus, $out/tasks ($out/SOURCES.md), www/packs"
+step "related-task sequence into $out/related (scripts/data/related.py)"
+python3 scripts/data/related.py --packs www/packs --out "$out/related"
+step "done: $out/corpus, $out/tasks ($out/SOURCES.md), www/packs, $out/related"
 cat "$out/SOURCES.md" | sed -n '/^```$/,/^```$/p' >&2

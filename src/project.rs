@@ -233,6 +233,7 @@ struct Header {
     tasks: Vec<ProjectTask>,
     data: DataConfig,
     train: TrainConfig,
+    #[serde(deserialize_with = "crate::mose::deserialize_config")]
     mose: MoseConfig,
     seed: u64,
     reports: Vec<SequenceReport>,
@@ -281,7 +282,7 @@ impl Project {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ProjectError> {
         let not_a_project = |reason: String| ProjectError::NotAProject { reason };
         let damaged = |reason: String| ProjectError::Damaged { reason };
-        let header: Header = saved::read_description(bytes, PROJECT_KEY, PROJECT_FORMAT_VERSION)
+        let header: Header = saved::read_description(bytes, PROJECT_KEY, PROJECT_FORMAT_VERSION..=PROJECT_FORMAT_VERSION)
             .map_err(|e| match e {
                 ReadError::NotSafetensors(reason) => not_a_project(reason),
                 ReadError::NoDescription => {

@@ -40,12 +40,12 @@ pub(crate) fn write(
     safetensors::serialize(views, Some(metadata)).map_err(|e| e.to_string())
 }
 
-/// The description under `key`, once its `format_version` is `version`.
+/// The description under `key`, once its `format_version` is one of `versions`.
 /// Only the file's header is read: the tensors are not checked yet.
 pub(crate) fn read_description<T: DeserializeOwned>(
     bytes: &[u8],
     key: &str,
-    version: u32,
+    versions: std::ops::RangeInclusive<u32>,
 ) -> Result<T, ReadError> {
     let (_, meta) =
         SafeTensors::read_metadata(bytes).map_err(|e| ReadError::NotSafetensors(e.to_string()))?;
@@ -57,7 +57,7 @@ pub(crate) fn read_description<T: DeserializeOwned>(
     let value: serde_json::Value =
         serde_json::from_str(json).map_err(|e| ReadError::Json(e.to_string()))?;
     let found = value.get("format_version").and_then(|v| v.as_u64());
-    if found != Some(version as u64) {
+    if !found.is_some_and(|v| u32::try_from(v).is_ok_and(|v| versions.contains(&v))) {
         return Err(ReadError::Version(found));
     }
     serde_json::from_value(value).map_err(|e| ReadError::Json(e.to_string()))

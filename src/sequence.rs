@@ -1,5 +1,5 @@
 //! A continual sequence: learn tasks one after another and score every task
-//! after each, routed and with the oracle, to fill the R matrices of MOSE.md
+//! after each, routed and with the oracle, to fill the R matrices of docs/METHOD.md
 //! ("Metrics"). The CLI, the app and the tests all run sequences through here.
 
 use burn::tensor::Device;
@@ -91,8 +91,8 @@ impl SequenceReport {
         let last = self.routed.last()?;
         let mut confusion = Confusion::new(self.tasks.len());
         for (truth, score) in last.iter().enumerate() {
-            for chosen in score.routed_to.iter().flatten() {
-                confusion.add(truth, *chosen);
+            for &chosen in &score.routed_to {
+                confusion.add(truth, chosen);
             }
         }
         Some(confusion)

@@ -282,6 +282,8 @@ fn train_eval_and_route_run_a_sequence_and_save_a_project() {
     let model = tiny_model().to_str().unwrap();
     let dir = scratch("sequence");
     let project = dir.join("p.mose");
+    let record = dir.join("runs.json");
+    let _ = std::fs::remove_file(&record);
     let own = dir.join("colours.txt");
     std::fs::write(
         &own,
@@ -302,9 +304,29 @@ fn train_eval_and_route_run_a_sequence_and_save_a_project() {
         "mose,seq-lora",
         "--out",
         project.to_str().unwrap(),
+        "--record",
+        record.to_str().unwrap(),
+        "--sequence",
+        "smoke",
         "--json",
     ];
     let results: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+    // The record a script checks: one run per method, every field present.
+    let runs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    let runs = runs["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for field in [
+        "sequence", "model", "method", "steps", "acc_routed", "acc_oracle", "bwt_routed",
+        "bwt_oracle", "fwt", "routing", "routing_typos", "routing_first16", "reused",
+        "diagonal", "adapter_values",
+    ] {
+        assert!(runs[0].get(field).is_some(), "no {field} in {}", runs[0]);
+    }
+    assert_eq!(runs[0]["sequence"], "smoke");
+    assert_eq!(runs[1]["method"], "seq-lora");
+    assert!(runs[1]["routing"].is_null() && runs[1]["reused"].is_null());
+    assert!(runs[0]["routing_typos"].as_f64().is_some());
     let results = results.as_array().unwrap();
     assert_eq!(results.len(), 2);
     assert_eq!(results[0]["method"], "mose");
@@ -367,7 +389,14 @@ fn train_eval_and_route_run_a_sequence_and_save_a_project() {
         serde_json::json!(["mose", 2])
     );
     let text = ok(&["eval", project.to_str().unwrap(), "--model", model]);
-    for part in ["ACC", "BWT", "routing accuracy", "capacity after each task"] {
+    for part in [
+        "ACC",
+        "BWT",
+        "routing accuracy",
+        "with 10% typos",
+        "first 16 tokens only",
+        "capacity after each task",
+    ] {
         assert!(text.contains(part), "no {part:?} in {text}");
     }
 
@@ -439,6 +468,11 @@ fn bad_files_get_one_clear_message_and_exit_code_2() {
         out,
     ]);
     assert!(message.contains("no samples"), "{message}");
+    let devil = repo("www/packs/devil");
+    let message = refused(&["train", &devil, "--model", model, "--out", out, "--mose", "routr=key"]);
+    assert!(message.contains("no setting routr"), "{message}");
+    let message = refused(&["train", &devil, "--model", model, "--out", out, "--mose", "router=lda"]);
+    assert!(message.contains("router"), "{message}");
     let message = refused(&["train", "/no/such/file.txt", "--model", model, "--out", out]);
     assert!(message.contains("/no/such/file.txt"), "{message}");
     let message = refused(&["eval", binary.to_str().unwrap(), "--model", model]);

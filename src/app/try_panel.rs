@@ -1,13 +1,15 @@
-//! Panel 4, Try: as a person types, the router's similarity to every task
-//! key and its choice; which sub-experts carry weight at each layer and
-//! site; a streamed continuation, and beside it the base model's and plain
-//! LoRA's when compared.
+//! Panel 4, Try: as a person types, the router's probability for every
+//! task and its choice (or "none of these", when the text is like no learned
+//! task and the base model answers); which sub-experts carry weight at each
+//! layer and site, earlier tasks' reused ones included; a streamed
+//! continuation, and beside it the base model's and plain LoRA's when
+//! compared.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use mose_lab::eval::{generate_routed, route_prompt};
 use mose_lab::model::generate::{Generation, generate};
-use mose_lab::mose::{Method, Route};
+use mose_lab::mose::{Method, Route, RouterKind};
 
 use super::charts::{Heatmap, Matrix, task_colour};
 use super::lab::Lab;
@@ -21,6 +23,11 @@ struct Reading {
     route: Route,
     /// Per-site expert weights, as a matrix.
     experts: Matrix,
+    /// Sub-experts of other tasks than the chosen one that carry weight:
+    /// what the chosen task reuses.
+    reused: usize,
+    /// What the bars show.
+    router: RouterKind,
 }
 
 /// What a generation box shows.
@@ -129,10 +136,20 @@ pub fn TryPanel() -> impl IntoView {
                         decimals: 2,
                         empty: "",
                     };
+                    let top = route.top();
+                    let reused = weights
+                        .iter()
+                        .flat_map(|row| row.iter().enumerate())
+                        .filter(|&(e, &w)| w > 0.0 && Some(owners[e]) != top)
+                        .map(|(e, _)| e)
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .len();
                     reading.set(Some(Reading {
                         tasks,
                         route,
                         experts,
+                        reused,
+                        router: mose.config().router,
                     }));
                 }
                 Ok(_) => {}
@@ -249,10 +266,33 @@ pub fn TryPanel() -> impl IntoView {
                 })
                 .collect_view();
             let chosen_name = chosen.and_then(|t| r.tasks.get(t).cloned()).unwrap_or_default();
+            let label = match r.router {
+                RouterKind::Gaussian => "The router's probability that the prompt is each task's text",
+                RouterKind::Key => "Similarity of the prompt to each task's key (cosine)",
+            };
+            let decision = match r.route.none_of_these {
+                true => view! {
+                    <p class="none-of-these" data-testid="no-task-matches">
+                        "No learned task matches this text: the base model answers."
+                    </p>
+                }
+                .into_any(),
+                false => view! {
+                    <p>"Routed to " <strong data-testid="routed-task">{chosen_name}</strong></p>
+                }
+                .into_any(),
+            };
+            let reused = (r.reused > 0).then(|| view! {
+                <p class="reused" data-testid="reused-experts" data-count=r.reused.to_string()>
+                    {format!("It reuses {} sub-expert{} of earlier tasks (their columns are lit below).",
+                        r.reused, if r.reused == 1 { "" } else { "s" })}
+                </p>
+            });
             view! {
-                <p>"Routed to " <strong data-testid="routed-task">{chosen_name}</strong></p>
-                <ul class="bars" aria-label="Similarity of the prompt to each task's key (cosine)">{items}</ul>
-                <div data-testid="expert-weights">
+                {decision}
+                <ul class="bars" aria-label=label>{items}</ul>
+                {reused}
+                <div data-testid="expert-weights" data-reused=r.reused.to_string()>
                     <Heatmap id="expert-weights-svg".to_string() testid="expert-weights-map".to_string()
                         caption="Weight of each sub-expert at each layer and projection for this prompt".to_string()
                         corner="Site".to_string() matrix=r.experts.clone()/>

@@ -273,6 +273,7 @@ fn windows(ids: &[u32], seq_len: usize, count: usize) -> Option<Vec<Example>> {
             targets: vec![true; seq_len - 1],
             query_len: seq_len,
             answer: None,
+            window: 0,
         })
         .collect();
     (windows.len() == count).then_some(windows)

@@ -10,6 +10,7 @@
 mod bench;
 mod output;
 mod pretrain;
+mod record;
 mod sequence;
 mod tools;
 

@@ -4,8 +4,9 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use mose_lab::data::DataConfig;
+use mose_lab::data::{DataConfig, Sample};
 use mose_lab::eval::metrics::Summary;
+use mose_lab::eval::robustness::{Probe, routing_accuracy};
 use mose_lab::eval::{Routing, route_prompt, score_task};
 use mose_lab::model::{Checkpoint, Llama};
 use mose_lab::mose::{Learner, Method, MoseConfig};
@@ -15,6 +16,7 @@ use mose_lab::tokenizer::Tokenizer;
 use mose_lab::train::{Flow, TrainConfig};
 use serde::Serialize;
 
+use crate::record::{RecordArgs, record_runs};
 use crate::tools::{DEFAULT_MODEL, load_model};
 use crate::{CliError, Context, compute, read_file};
 
@@ -54,6 +56,78 @@ pub(crate) struct TrainArgs {
     /// Drives splits, initialisation and order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// A MoSE setting, NAME=VALUE (repeatable), e.g. `--mose router=key`
+    /// or `--mose gate=softmax` (docs/METHOD.md lists them).
+    #[arg(long = "mose", value_name = "NAME=VALUE")]
+    mose_settings: Vec<String>,
+    #[command(flatten)]
+    record: RecordArgs,
+}
+
+/// Routing accuracy under the robustness probes: 10% of letters replaced,
+/// and the first 16 tokens only.
+const TYPO_SHARE: f64 = 0.1;
+const FIRST_TOKENS: usize = 16;
+
+/// The MoSE settings with `settings` (NAME=VALUE, VALUE as JSON or a bare
+/// word) applied over the defaults.
+fn mose_config(settings: &[String]) -> Result<MoseConfig, CliError> {
+    let mut value = serde_json::to_value(MoseConfig::new()).map_err(CliError::failed)?;
+    let names: Vec<String> = value
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    for setting in settings {
+        let Some((name, raw)) = setting.split_once('=') else {
+            return Err(CliError::Input(format!(
+                "--mose {setting}: write NAME=VALUE, e.g. router=key"
+            )));
+        };
+        if !names.iter().any(|n| n == name) {
+            return Err(CliError::Input(format!(
+                "--mose {setting}: no setting {name}; the settings are {}",
+                names.join(", ")
+            )));
+        }
+        let parsed = serde_json::from_str(raw).unwrap_or(serde_json::Value::String(raw.into()));
+        value[name] = parsed;
+    }
+    serde_json::from_value(value)
+        .map_err(|e| CliError::Input(format!("--mose {}: {e}", settings.join(" "))))
+}
+
+/// Held-out samples per task, for the robustness probes.
+fn heldout_samples(tasks: &[ProjectTask]) -> Vec<Vec<Sample>> {
+    tasks
+        .iter()
+        .map(|t| t.split.heldout.iter().map(|&i| t.samples[i].clone()).collect())
+        .collect()
+}
+
+/// Routing accuracy of a routed learner with typos and on first tokens only.
+fn robustness(
+    model: &Llama,
+    learner: &Learner,
+    tokenizer: &Tokenizer,
+    heldout: &[Vec<Sample>],
+    data: &DataConfig,
+    seed: u64,
+    device: &burn::tensor::Device,
+) -> Result<(Option<f64>, Option<f64>), CliError> {
+    if !learner.method().is_routed() {
+        return Ok((None, None));
+    }
+    let accuracy = |probe| {
+        pollster::block_on(routing_accuracy(
+            model, learner, tokenizer, heldout, data, probe, 32, device,
+        ))
+        .map_err(CliError::failed)
+    };
+    let typos = Probe::Typos {
+        share: TYPO_SHARE,
+        seed,
+    };
+    Ok((accuracy(typos)?, accuracy(Probe::FirstTokens(FIRST_TOKENS))?))
 }
 
 /// The `--methods` values.
@@ -163,12 +237,16 @@ fn task_examples(
 }
 
 #[derive(Serialize)]
-struct MethodResult {
-    method: Method,
-    summary_routed: Summary,
-    summary_oracle: Summary,
-    routing_accuracy: Option<f64>,
-    report: SequenceReport,
+pub(crate) struct MethodResult {
+    pub method: Method,
+    pub summary_routed: Summary,
+    pub summary_oracle: Summary,
+    pub routing_accuracy: Option<f64>,
+    /// With 10% of letters replaced at random.
+    pub routing_typos: Option<f64>,
+    /// On the first 16 tokens of each sample only.
+    pub routing_first16: Option<f64>,
+    pub report: SequenceReport,
 }
 
 pub(crate) fn train(context: &Context, args: TrainArgs) -> Result<(), CliError> {
@@ -196,7 +274,8 @@ pub(crate) fn train(context: &Context, args: TrainArgs) -> Result<(), CliError> 
         .with_batch_size(args.batch_size)
         .with_learning_rate(args.learning_rate)
         .with_seed(args.seed);
-    let mose_config = MoseConfig::new();
+    let mose_config = mose_config(&args.mose_settings)?;
+    let heldout = heldout_samples(&tasks);
     let pad = tokenizer.pad_id();
     let sequence: Vec<SequenceTask> = tasks
         .iter()
@@ -262,11 +341,15 @@ pub(crate) fn train(context: &Context, args: TrainArgs) -> Result<(), CliError> 
         bar.finish_and_clear();
         let state =
             pollster::block_on(learner.to_bytes(model.config())).map_err(CliError::failed)?;
+        let (routing_typos, routing_first16) =
+            robustness(&model, &learner, &tokenizer, &heldout, &data, args.seed, &device)?;
         results.push(MethodResult {
             method,
             summary_routed: report.summary(Routing::Routed),
             summary_oracle: report.summary(Routing::Oracle),
             routing_accuracy: report.confusion().and_then(|c| c.accuracy()),
+            routing_typos,
+            routing_first16,
             report: report.clone(),
         });
         trained.push(Trained {
@@ -289,6 +372,9 @@ pub(crate) fn train(context: &Context, args: TrainArgs) -> Result<(), CliError> 
         .map_err(|e| CliError::Failed(format!("{}: {e}", args.out.display())))?;
     let mut text = results_text(&results);
     let _ = writeln!(text, "wrote {}", args.out.display());
+    if let Some(path) = record_runs(&args.record, &args.model, args.steps, &results)? {
+        let _ = writeln!(text, "recorded the runs in {}", path.display());
+    }
     context.finish(&results, &text)
 }
 
@@ -318,21 +404,28 @@ fn results_text(results: &[MethodResult]) -> String {
             r.summary_oracle.acc
         );
         if let Some(acc) = r.routing_accuracy {
-            let _ = writeln!(text, "  routing accuracy {:.1}%", acc * 100.0);
+            let percent = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.1}%", v * 100.0));
+            let _ = writeln!(
+                text,
+                "  routing accuracy {:.1}% (with {:.0}% typos {}, first {FIRST_TOKENS} tokens only {})",
+                acc * 100.0,
+                TYPO_SHARE * 100.0,
+                percent(r.routing_typos),
+                percent(r.routing_first16)
+            );
         }
         if let Some(confusion) = report.confusion() {
             let _ = writeln!(
                 text,
                 "  routing (held-out samples of each task, by the task chosen):"
             );
-            table_row(&mut text, "task \\ to", names.clone(), width);
-            for (name, row) in names.iter().zip(&confusion.counts) {
-                table_row(
-                    &mut text,
-                    name,
-                    row.iter().map(usize::to_string).collect(),
-                    width,
-                );
+            let mut columns = names.clone();
+            columns.push("none".into());
+            table_row(&mut text, "task \\ to", columns, width);
+            for (i, (name, row)) in names.iter().zip(&confusion.counts).enumerate() {
+                let mut cells: Vec<String> = row.iter().map(usize::to_string).collect();
+                cells.push(confusion.none.get(i).copied().unwrap_or(0).to_string());
+                table_row(&mut text, name, cells, width);
             }
         }
         let _ = writeln!(text, "  capacity after each task:");
@@ -382,6 +475,7 @@ pub(crate) fn eval(context: &Context, args: EvalArgs) -> Result<(), CliError> {
     let project = load_project(&args.project, &identity)?;
     let examples = task_examples(&project.tasks, &tokenizer, &project.data)?;
     let pad = tokenizer.pad_id();
+    let heldout = heldout_samples(&project.tasks);
     let mut results = Vec::new();
     for trained in &project.trained {
         let learner = Learner::from_bytes(&trained.state, model.config(), &device)
@@ -419,11 +513,22 @@ pub(crate) fn eval(context: &Context, args: EvalArgs) -> Result<(), CliError> {
             *last_r = routed;
             *last_o = oracle;
         }
+        let (routing_typos, routing_first16) = robustness(
+            &model,
+            &learner,
+            &tokenizer,
+            &heldout,
+            &project.data,
+            project.seed,
+            &device,
+        )?;
         results.push(MethodResult {
             method: trained.method,
             summary_routed: report.summary(Routing::Routed),
             summary_oracle: report.summary(Routing::Oracle),
             routing_accuracy: report.confusion().and_then(|c| c.accuracy()),
+            routing_typos,
+            routing_first16,
             report,
         });
     }
@@ -463,10 +568,13 @@ pub(crate) fn project_learner(
 #[derive(Serialize)]
 struct RouteOutput {
     prompt: String,
-    /// `(task, cosine similarity)` for every learned task.
+    /// `(task, score)` for every learned task: the router's probability
+    /// (Gaussian router) or cosine similarity (key router).
     scores: Vec<(String, f32)>,
     /// The chosen tasks and their mixing weights.
     chosen: Vec<(String, f32)>,
+    /// No learned task matches: the base model answers.
+    none_of_these: bool,
 }
 
 pub(crate) fn route(context: &Context, args: RouteArgs) -> Result<(), CliError> {
@@ -509,6 +617,7 @@ pub(crate) fn route(context: &Context, args: RouteArgs) -> Result<(), CliError> 
             .iter()
             .map(|&(i, w)| (names[i].to_string(), w))
             .collect(),
+        none_of_these: route.none_of_these,
     };
     let mut text = String::new();
     let width = names.iter().map(|n| n.len()).max().unwrap_or(4);
@@ -519,6 +628,9 @@ pub(crate) fn route(context: &Context, args: RouteArgs) -> Result<(), CliError> 
             false => "",
         };
         let _ = writeln!(text, "{name:<width$} {score:>6.3} {bar}{mark}");
+    }
+    if output.none_of_these {
+        let _ = writeln!(text, "no learned task matches this text: the base model answers");
     }
     context.finish(&output, &text)
 }

@@ -1,8 +1,8 @@
-//! Continual-learning metrics over an R matrix (MOSE.md, "Metrics"), after
+//! Continual-learning metrics over an R matrix (docs/METHOD.md, "Metrics"), after
 //! GEM (Lopez-Paz and Ranzato, 2017) and TRACE (Wang et al., 2023).
 //!
 //! `R[i][j]` is the score on task `j` after learning tasks `0..=i` (0-based
-//! here; MOSE.md counts from 1). The score is the mean per-token
+//! here; docs/METHOD.md counts from 1). The score is the mean per-token
 //! log-likelihood on the held-out split, in nats (higher is better), so a
 //! negative BWT is forgetting in nats per token.
 
@@ -77,6 +77,10 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
 pub struct Confusion {
     /// `counts[i][j]`: samples of task `i` routed to task `j`.
     pub counts: Vec<Vec<usize>>,
+    /// `none[i]`: samples of task `i` the router sent to no task ("none of
+    /// these": the base model answered them).
+    #[serde(default)]
+    pub none: Vec<usize>,
 }
 
 impl Confusion {
@@ -84,17 +88,21 @@ impl Confusion {
     pub fn new(tasks: usize) -> Self {
         Self {
             counts: vec![vec![0; tasks]; tasks],
+            none: vec![0; tasks],
         }
     }
 
-    /// Records one sample of task `truth` routed to `chosen`.
-    pub fn add(&mut self, truth: usize, chosen: usize) {
-        self.counts[truth][chosen] += 1;
+    /// Records one sample of task `truth` routed to `chosen`, or to no task.
+    pub fn add(&mut self, truth: usize, chosen: Option<usize>) {
+        match chosen {
+            Some(chosen) => self.counts[truth][chosen] += 1,
+            None => self.none[truth] += 1,
+        }
     }
 
     /// Fraction of all samples routed to their own task (`None` without samples).
     pub fn accuracy(&self) -> Option<f64> {
-        let total: usize = self.counts.iter().flatten().sum();
+        let total: usize = self.counts.iter().flatten().chain(&self.none).sum();
         let right: usize = (0..self.counts.len()).map(|i| self.counts[i][i]).sum();
         (total > 0).then(|| right as f64 / total as f64)
     }
@@ -105,7 +113,7 @@ impl Confusion {
             .iter()
             .enumerate()
             .map(|(i, row)| {
-                let total: usize = row.iter().sum();
+                let total: usize = row.iter().sum::<usize>() + self.none.get(i).unwrap_or(&0);
                 (total > 0).then(|| row[i] as f64 / total as f64)
             })
             .collect()
@@ -174,13 +182,15 @@ mod tests {
     fn confusion_counts_and_accuracies() {
         let mut c = Confusion::new(3);
         for (truth, chosen) in [(0, 0), (0, 0), (0, 1), (1, 1), (2, 2), (2, 0)] {
-            c.add(truth, chosen);
+            c.add(truth, Some(chosen));
         }
-        // 4 of 6 right; task 0: 2/3, task 1: 1/1, task 2: 1/2.
-        close(c.accuracy().unwrap(), 4.0 / 6.0);
+        c.add(1, None);
+        // 4 of 7 right; task 0: 2/3, task 1: 1/2 (one sent to no task), task 2: 1/2.
+        close(c.accuracy().unwrap(), 4.0 / 7.0);
+        assert_eq!(c.none, vec![0, 1, 0]);
         let per_task = c.per_task();
         close(per_task[0].unwrap(), 2.0 / 3.0);
-        close(per_task[1].unwrap(), 1.0);
+        close(per_task[1].unwrap(), 0.5);
         close(per_task[2].unwrap(), 0.5);
         assert_eq!(Confusion::new(2).accuracy(), None);
     }

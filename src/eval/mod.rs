@@ -1,7 +1,8 @@
-//! Scores a learner on a task's held-out examples (MOSE.md, "Metrics"): the
+//! Scores a learner on a task's held-out examples (docs/METHOD.md, "Metrics"): the
 //! mean per-token log-likelihood (and perplexity), exact match for tasks with
-//! answers, and the router's decision for every sample; routed (what a
-//! person gets) or with the true task id (the oracle).
+//! answers, and the router's decision for every sample (a long text's
+//! windows are routed together, as one sample); routed (what a person gets)
+//! or with the true task id (the oracle).
 //!
 //! Exact match is what greedy decoding would give, computed in one pass:
 //! greedy decoding reproduces the answer and its end-of-text token exactly
@@ -9,8 +10,11 @@
 //! tokens before it, is the correct one.
 
 pub mod metrics;
+pub mod robustness;
 
-use burn::tensor::{Device, Int, Tensor};
+use std::ops::Range;
+
+use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{DataConfig, Example, PaddedBatch, Sample, tokenize};
@@ -18,7 +22,7 @@ use crate::model::generate::{GenerateError, Generation, GenerationConfig, genera
 use crate::model::{Frozen, Llama, next_token_nll};
 use crate::mose::{Learner, MoseError, Route, read_vec};
 use crate::tokenizer::Tokenizer;
-use crate::train::{batch_queries, batch_tensors};
+use crate::train::{batch_features, batch_tensors};
 
 /// How a sequence's adapter is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,7 +45,8 @@ pub struct TaskScore {
     pub tokens: usize,
     /// Fraction of answers greedy decoding gets exactly right; `None` for plain text.
     pub exact_match: Option<f64>,
-    /// The task each sample was routed to (`None` where no task applied).
+    /// The task each sample was routed to (`None` where no task applied:
+    /// "none of these", or nothing learned yet).
     pub routed_to: Vec<Option<usize>>,
 }
 
@@ -61,19 +66,28 @@ pub async fn score_task(
     let mut tokens = 0usize;
     let mut exact = 0usize;
     let mut answered = 0usize;
-    let mut routed_to = Vec::with_capacity(examples.len());
-    for chunk in examples.chunks(batch_size.max(1)) {
+    let spans = sample_spans(examples);
+    let sample_routes = match learner {
+        Some(learner) => {
+            routes_for(model, learner, task, examples, &spans, pad_id, routing, batch_size, device)
+                .await?
+        }
+        None => vec![Route::oracle(task, 0); spans.len()],
+    };
+    let routed_to = sample_routes.iter().map(Route::top).collect();
+    // Every window carries its sample's route.
+    let routes: Vec<Route> = spans
+        .iter()
+        .zip(&sample_routes)
+        .flat_map(|(span, route)| std::iter::repeat_n(route, span.len()).cloned())
+        .collect();
+    for (k, chunk) in examples.chunks(batch_size.max(1)).enumerate() {
         let refs: Vec<&Example> = chunk.iter().collect();
         let batch = PaddedBatch::new(&refs, pad_id);
         let (ids, targets) = batch_tensors(&batch, device);
-        let routes = match learner {
-            Some(learner) => {
-                routes_for(model, learner, task, &batch, ids.clone(), routing, device).await?
-            }
-            None => vec![Route::oracle(task, 0); chunk.len()],
-        };
-        routed_to.extend(routes.iter().map(Route::top));
-        let mixture = learner.and_then(|l| l.mixture(&routes, device));
+        let at = k * batch_size.max(1);
+        let routes = &routes[at..at + chunk.len()];
+        let mixture = learner.and_then(|l| l.mixture(routes, device));
         let logits = match &mixture {
             Some(mixture) => model.forward_adapted(ids.clone(), mixture),
             None => model.forward(ids.clone()),
@@ -125,13 +139,49 @@ pub async fn route_prompt(
 ) -> Result<Route, MoseError> {
     let examples = tokenize(&Sample::Text(prompt.to_string()), tokenizer, data)
         .map_err(|e| MoseError::Read(e.to_string()))?;
-    let Some(first) = examples.first() else {
+    if examples.is_empty() {
         return Ok(learner.route(&[]));
-    };
-    let batch = PaddedBatch::new(&[first], tokenizer.pad_id());
-    let (ids, _) = batch_tensors(&batch, device);
-    let query = batch_queries(model, learner, &batch, ids, device).await?;
-    Ok(learner.route(&query))
+    }
+    let feature = sample_features(model, learner, &examples, tokenizer.pad_id(), 8, device)
+        .await?
+        .pop()
+        .unwrap_or_default();
+    Ok(learner.route(&feature))
+}
+
+/// The router's decision for each sample of `samples` (text or pairs, as a
+/// task holds them), read as held-out examples are; `None` where a sample
+/// cannot be tokenized.
+///
+/// # Errors
+/// [`MoseError::Read`] when the device cannot hand the features back.
+pub async fn route_samples(
+    model: &Llama,
+    learner: &Learner,
+    tokenizer: &Tokenizer,
+    samples: &[Sample],
+    data: &DataConfig,
+    batch_size: usize,
+    device: &Device,
+) -> Result<Vec<Option<Route>>, MoseError> {
+    let mut examples = Vec::new();
+    let mut owner = Vec::new();
+    for (i, sample) in samples.iter().enumerate() {
+        if let Ok(found) = tokenize(sample, tokenizer, data) {
+            owner.push(i);
+            examples.extend(found);
+        }
+    }
+    let mut routes = vec![None; samples.len()];
+    if examples.is_empty() {
+        return Ok(routes);
+    }
+    let features =
+        sample_features(model, learner, &examples, tokenizer.pad_id(), batch_size, device).await?;
+    for (i, feature) in owner.into_iter().zip(features) {
+        routes[i] = Some(learner.route(&feature));
+    }
+    Ok(routes)
 }
 
 /// Generates a continuation of `prompt` the way a person gets one: the
@@ -169,24 +219,74 @@ pub async fn generate_routed(
     Ok((route, generation))
 }
 
-/// The router's decision for every row of `batch`, or the oracle's.
+/// The router's decision for every sample (`spans` of `examples`), or the oracle's.
+#[allow(clippy::too_many_arguments)]
 async fn routes_for(
     model: &Llama,
     learner: &Learner,
     task: usize,
-    batch: &PaddedBatch,
-    ids: Tensor<2, Int>,
+    examples: &[Example],
+    spans: &[Range<usize>],
+    pad_id: u32,
     routing: Routing,
+    batch_size: usize,
     device: &Device,
 ) -> Result<Vec<Route>, MoseError> {
     if !learner.method().is_routed() {
         // One shared adapter: nothing is routed.
-        return Ok(vec![Route::oracle(task, 0); batch.batch]);
+        return Ok(vec![Route::oracle(task, 0); spans.len()]);
     }
     if routing == Routing::Oracle || learner.tasks_learned() == 0 {
-        return Ok(vec![learner.oracle_route(task); batch.batch]);
+        return Ok(vec![learner.oracle_route(task); spans.len()]);
     }
-    let queries = batch_queries(model, learner, batch, ids, device).await?;
-    let hidden = model.config().hidden_size;
-    Ok(queries.chunks(hidden).map(|q| learner.route(q)).collect())
+    let features = sample_features(model, learner, examples, pad_id, batch_size, device).await?;
+    Ok(features.iter().map(|f| learner.route(f)).collect())
+}
+
+/// The examples of each sample: a sample starts at each first window.
+pub(crate) fn sample_spans(examples: &[Example]) -> Vec<Range<usize>> {
+    let mut spans: Vec<Range<usize>> = Vec::new();
+    for (i, example) in examples.iter().enumerate() {
+        match spans.last_mut() {
+            Some(span) if example.window > 0 => span.end = i + 1,
+            _ => spans.push(i..i + 1),
+        }
+    }
+    spans
+}
+
+/// The router's feature of each sample of `examples`: its windows'
+/// features averaged, each weighted by its query tokens.
+pub(crate) async fn sample_features(
+    model: &Llama,
+    learner: &Learner,
+    examples: &[Example],
+    pad_id: u32,
+    batch_size: usize,
+    device: &Device,
+) -> Result<Vec<Vec<f32>>, MoseError> {
+    let width = learner.feature_width();
+    let mut rows = Vec::with_capacity(examples.len() * width);
+    for chunk in examples.chunks(batch_size.max(1)) {
+        let refs: Vec<&Example> = chunk.iter().collect();
+        let batch = PaddedBatch::new(&refs, pad_id);
+        let (ids, _) = batch_tensors(&batch, device);
+        rows.extend(batch_features(model, learner, &batch, ids, device, None).await?);
+        crate::backend::yield_now().await;
+    }
+    Ok(sample_spans(examples)
+        .into_iter()
+        .map(|span| {
+            let mut pooled = vec![0.0f64; width];
+            let mut total = 0.0f64;
+            for i in span {
+                let weight = examples[i].query_len.max(1) as f64;
+                total += weight;
+                for (p, &x) in pooled.iter_mut().zip(&rows[i * width..(i + 1) * width]) {
+                    *p += weight * x as f64;
+                }
+            }
+            pooled.iter().map(|p| (p / total) as f32).collect()
+        })
+        .collect())
 }

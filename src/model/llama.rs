@@ -1,5 +1,5 @@
 //! The frozen base model: a Llama-family decoder with Hugging Face's names and
-//! conventions (MOSE.md, "Base model").
+//! conventions (docs/METHOD.md, "Base model").
 //!
 //! `x = x + Attn(RMSNorm(x))`, `x = x + MLP(RMSNorm(x))` per layer; grouped-query
 //! attention with rotary embeddings in HF's rotate-half layout; a SwiGLU MLP;
@@ -75,7 +75,7 @@ impl LlamaConfig {
 }
 
 /// A projection inside a decoder layer where an adapter may add its path
-/// (MOSE.md, "Sub-experts": the sites).
+/// (docs/METHOD.md, "Sub-experts": the sites).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Site {
@@ -491,7 +491,7 @@ impl Llama {
     }
 
     /// The frozen model's hidden state after decoder layer `layer` (0-based;
-    /// before the final norm), for the router's query feature (MOSE.md,
+    /// before the final norm), for the router's query feature (docs/METHOD.md,
     /// "Query feature"). Only layers `0..=layer` run.
     ///
     /// # Shapes
@@ -503,6 +503,25 @@ impl Llama {
             self.layers.len()
         );
         self.layers_forward(tokens, 0, None, layer + 1, &Frozen)
+    }
+
+    /// The frozen model's hidden state after every decoder layer (before the
+    /// final norm), from one pass: the router's multi-layer feature (docs/METHOD.md,
+    /// "Query feature").
+    ///
+    /// # Shapes
+    /// - tokens: `[batch, seq]` -> one `[batch, seq, hidden]` per layer
+    pub fn layer_outputs(&self, tokens: Tensor<2, Int>) -> Vec<Tensor<3>> {
+        let [_, t] = tokens.dims();
+        let (theta, head_dim) = (self.config.rope_base(), self.config.head_width());
+        let rope = RopeTables::new(theta, head_dim, 0, t, &tokens.device());
+        let mut x = self.embed_tokens.forward(tokens); // [b, t, d]
+        let mut outputs = Vec::with_capacity(self.layers.len());
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x, &rope, None, (i, &Frozen));
+            outputs.push(x.clone());
+        }
+        outputs
     }
 
     /// The embedding, then the first `n_layers` decoder layers.

@@ -1,4 +1,4 @@
-//! The frozen base model (MOSE.md, "Base model"): a Llama-family transformer
+//! The frozen base model (docs/METHOD.md, "Base model"): a Llama-family transformer
 //! ([`Llama`]), its config as Hugging Face writes it ([`LlamaConfig`]), weight
 //! loading and saving with HF tensor names, GGUF import ([`gguf`]) and text
 //! generation ([`generate`]).

@@ -1,4 +1,4 @@
-//! The baselines that share one adapter across every task (MOSE.md,
+//! The baselines that share one adapter across every task (docs/METHOD.md,
 //! "Baselines"): `seq-lora`, one LoRA at the same sites fine-tuned task after
 //! task (the forgetting baseline), and `moe-lora`, a fixed pool of LoRA
 //! experts per site with a learned softmax token router, top-k, trained end to

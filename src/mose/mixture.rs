@@ -1,5 +1,5 @@
 //! The adapter one forward pass uses: at each adapted site, a pool of
-//! sub-experts, their weights and the modulation (MOSE.md, "Sub-experts" and
+//! sub-experts, their weights and the modulation (docs/METHOD.md, "Sub-experts" and
 //! "Query feature and routing").
 //!
 //! `y = (1 + m) * (W x) + (alpha / r) * sum_j w_j * B_j (A_j x)`. The weights

@@ -1,13 +1,14 @@
-//! Mixtures of SubExperts (arXiv 2511.06237) and its baselines, exactly as
-//! ../shared/design/MOSE.md fixes them: sub-expert pools beside the frozen
+//! Mixtures of SubExperts (arXiv 2511.06237) and its baselines, as
+//! docs/METHOD.md describes them: sub-expert pools beside the frozen
 //! attention projections, one task state per task (key, gates, modulation,
-//! own sub-experts), the task-key router, and the shared-adapter baselines.
+//! own sub-experts), the router, and the shared-adapter baselines.
 //!
 //! A [`Learner`] holds what a method has learned so far. Training a task is
 //! `crate::train`'s job; scoring is `crate::eval`'s; this module says what the
 //! model computes for a given state.
 
 mod baselines;
+mod lda;
 mod mixture;
 mod pool;
 mod router;
@@ -25,14 +26,16 @@ pub(crate) use mixture::Mixture;
 use mixture::{ExpertWeights, SiteMix};
 pub(crate) use pool::SubExpertConfig;
 use pool::{SubExpert, SubExpertPool};
-pub use router::Route;
-pub(crate) use router::{pull_loss, push_loss, query_features};
+use lda::TaskIdentifier;
+pub use router::{Route, RouterKind};
+pub(crate) use router::{layer_features, pull_loss, push_loss, query_features};
 pub use state::STATE_FORMAT_VERSION;
 
-pub use task::{Capacity, TaskParams};
+pub use task::{Capacity, GateKind, TaskParams};
+use task::{TaskStart, gate_weights_host, logit_for};
 pub(crate) use task::{LearnedTask, read_vec, top_positions, unit};
 
-/// Every number of the method (MOSE.md); serialised with each run.
+/// Every number of the method (docs/METHOD.md); serialised with each run.
 #[derive(Config, Debug, PartialEq)]
 pub struct MoseConfig {
     /// Projections that get sub-experts in each adapted layer.
@@ -59,9 +62,37 @@ pub struct MoseConfig {
     /// Sub-experts a task's gate keeps at each site once settled.
     #[config(default = 2)]
     pub top_k_experts: usize,
+    /// How a task's gate weighs its sub-experts.
+    #[config(default = "GateKind::Sigmoid")]
+    pub gate: GateKind,
+    /// NoRGa's residual scale `alpha` ([`GateKind::Norga`]).
+    #[config(default = 1.0)]
+    pub norga_alpha: f64,
+    /// NoRGa's residual steepness `tau` ([`GateKind::Norga`]).
+    #[config(default = 1.0)]
+    pub norga_tau: f64,
     /// Initial gate logit of an earlier task's sub-expert (new ones start at 0).
-    #[config(default = -1.0)]
+    #[config(default = -2.0)]
     pub reuse_bias: f64,
+    /// The settle phase keeps at each site the sub-experts that change the
+    /// output most (gate weight times `|B A|`), not the largest logits.
+    #[config(default = true)]
+    pub settle_by_contribution: bool,
+    /// A new task whose text the router cannot tell from an earlier task's
+    /// starts from that task's sub-experts and modulation and adds no new
+    /// sub-expert: routing between the two is then harmless.
+    #[config(default = true)]
+    pub reuse_familiar: bool,
+    /// The share of a new task's training samples the router would send to
+    /// one earlier task (nearer its mean than their own) for the new task to
+    /// count as familiar.
+    #[config(default = 0.25)]
+    pub familiar_share: f64,
+    /// The router's statistics read at most this many of a task's training
+    /// examples (a seeded sample): enough for a mean and its share of the
+    /// covariance, at a bounded cost per task.
+    #[config(default = 1024)]
+    pub route_sample_cap: usize,
     /// Fraction of a task's steps spent exploring (dense softmax over every visible expert).
     #[config(default = 0.7)]
     pub explore_fraction: f64,
@@ -74,7 +105,25 @@ pub struct MoseConfig {
     /// Margin of the push hinge.
     #[config(default = 0.1)]
     pub push_margin: f64,
-    /// Decoder layer (0-based) whose output the query feature averages; `None` for the last.
+    /// How a sequence's task is identified.
+    #[config(default = "RouterKind::Gaussian")]
+    pub router: RouterKind,
+    /// The Gaussian router's feature is at most this wide: each layer's mean
+    /// hidden state, concatenated, with layers averaged in groups beyond it.
+    #[config(default = 1024)]
+    pub route_feature_width: usize,
+    /// The Gaussian router's statistics also count each training window's
+    /// first this many query tokens, so a short prompt routes like a sample.
+    #[config(default = 16)]
+    pub route_prefix_tokens: usize,
+    /// Beyond the nearest task's range the base model answers ("none of these").
+    #[config(default = true)]
+    pub none_of_these: bool,
+    /// A task's range: this quantile of its own training features'
+    /// (leave-one-out) distances to it.
+    #[config(default = 0.99)]
+    pub none_quantile: f64,
+    /// Decoder layer (0-based) whose output the key router's query averages; `None` for the last.
     #[config(default = "None")]
     pub query_layer: Option<usize>,
     /// Tasks mixed for each sequence.
@@ -94,7 +143,49 @@ pub struct MoseConfig {
     pub moe_top_k: usize,
 }
 
-/// A continual-learning method (MOSE.md, "Baselines").
+impl MoseConfig {
+    /// The settings files saved before the router, gate and reuse settings
+    /// existed were trained with: the key router, the softmax gate, no reuse
+    /// of familiar tasks.
+    pub fn legacy() -> Self {
+        Self::new()
+            .with_router(RouterKind::Key)
+            .with_gate(GateKind::Softmax)
+            .with_reuse_bias(-1.0)
+            .with_settle_by_contribution(false)
+            .with_reuse_familiar(false)
+            .with_none_of_these(false)
+    }
+
+    /// Reads settings saved as JSON, filling any setting the file predates
+    /// from [`legacy`](Self::legacy) (a file without a `router` predates them
+    /// all) or from the defaults.
+    ///
+    /// # Errors
+    /// When a setting is present but malformed.
+    pub fn from_json(value: serde_json::Value) -> Result<Self, serde_json::Error> {
+        let base = match value.get("router") {
+            Some(_) => Self::new(),
+            None => Self::legacy(),
+        };
+        let mut merged = serde_json::to_value(base)?;
+        if let (Some(merged), serde_json::Value::Object(saved)) = (merged.as_object_mut(), value) {
+            merged.extend(saved);
+        }
+        serde_json::from_value(merged)
+    }
+}
+
+/// Deserialises a [`MoseConfig`] with [`MoseConfig::from_json`], for the
+/// files that hold one.
+pub(crate) fn deserialize_config<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<MoseConfig, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    MoseConfig::from_json(value).map_err(serde::de::Error::custom)
+}
+
+/// A continual-learning method (docs/METHOD.md, "Baselines").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
@@ -142,17 +233,19 @@ impl Method {
         let with_rank = |config: MoseConfig, rank: usize| {
             config.with_rank(rank).with_alpha(scale * rank as f64)
         };
+        // A plain LoRA: one path at weight 1, nothing reused.
+        let lora = mose
+            .clone()
+            .with_gate(GateKind::Softmax)
+            .with_reuse_familiar(false)
+            .with_modulate(false);
         match self {
             Method::Mose => mose.clone(),
-            Method::SeqLora => with_rank(mose.clone(), lora_rank).with_modulate(false),
-            Method::LoraPerTask => with_rank(mose.clone(), lora_rank)
-                .with_modulate(false)
+            Method::SeqLora => with_rank(lora, lora_rank),
+            Method::LoraPerTask => with_rank(lora, lora_rank)
                 .with_new_experts_per_task(1)
                 .with_top_k_experts(1),
-            Method::MoeLora => {
-                with_rank(mose.clone(), (lora_rank / mose.moe_experts.max(1)).max(1))
-                    .with_modulate(false)
-            }
+            Method::MoeLora => with_rank(lora, (lora_rank / mose.moe_experts.max(1)).max(1)),
         }
     }
 }
@@ -255,8 +348,12 @@ pub struct Learner {
     sites: Vec<SiteSpec>,
     hidden: usize,
     query_layer: usize,
+    /// Layer groups of the Gaussian router's feature.
+    feature_groups: usize,
     seed: u64,
     state: LearnerState,
+    /// The Gaussian router's statistics, one entry per learned task.
+    identifier: TaskIdentifier,
 }
 
 #[derive(Debug, Clone)]
@@ -303,6 +400,8 @@ impl Learner {
                 }
             }
         };
+        let layers = model.num_hidden_layers.max(1);
+        let feature_groups = (effective.route_feature_width / model.hidden_size).clamp(1, layers);
         Ok(Self {
             method,
             base_config: config,
@@ -310,8 +409,10 @@ impl Learner {
             sites,
             hidden: model.hidden_size,
             query_layer,
+            feature_groups,
             seed,
             state,
+            identifier: TaskIdentifier::new(feature_groups * model.hidden_size),
         })
     }
 
@@ -366,21 +467,77 @@ impl Learner {
         }
     }
 
-    /// The router's decision for one query (`q(x)`, unit length). Shared
-    /// baselines have no router and return an empty route.
-    pub fn route(&self, query: &[f32]) -> Route {
+    /// Layer groups of the Gaussian router's feature (its width is this
+    /// times the hidden width).
+    pub fn feature_groups(&self) -> usize {
+        self.feature_groups
+    }
+
+    /// Width of the router's feature: the multi-layer feature for the
+    /// Gaussian router, `q(x)` for the key router.
+    pub fn feature_width(&self) -> usize {
+        match self.config.router {
+            RouterKind::Gaussian => self.feature_groups * self.hidden,
+            RouterKind::Key => self.hidden,
+        }
+    }
+
+    /// The router's decision for one feature ([`feature_width`](Self::feature_width)
+    /// values; a sample's windows pooled). Shared baselines have no router
+    /// and return an empty route.
+    pub fn route(&self, feature: &[f32]) -> Route {
         let LearnerState::Tasks(tasks) = &self.state else {
             return Route::from_scores(Vec::new(), 0, 1.0);
         };
-        let scores = tasks
+        match self.config.router {
+            RouterKind::Gaussian => {
+                let Some(found) = self.identifier.identify(feature) else {
+                    return Route::from_scores(Vec::new(), 0, 1.0);
+                };
+                let thresholds: Vec<f64> = match self.config.none_of_these {
+                    true => self.identifier.thresholds().to_vec(),
+                    false => vec![f64::INFINITY; tasks.len()],
+                };
+                Route::from_identification(&found, &thresholds, self.config.top_k_tasks)
+            }
+            RouterKind::Key => {
+                let query = unit(feature);
+                let scores = tasks
+                    .iter()
+                    .map(|t| t.unit_key.iter().zip(&query).map(|(k, q)| k * q).sum())
+                    .collect();
+                Route::from_scores(
+                    scores,
+                    self.config.top_k_tasks,
+                    self.config.route_temperature,
+                )
+            }
+        }
+    }
+
+    /// The earlier task whose text the router cannot tell a new task's
+    /// training features (`[n, width]`) from: the one that would take at
+    /// least `familiar_share` of them. `None` for a new kind of text, or when
+    /// reuse of familiar tasks is off.
+    pub(crate) async fn familiar_task(
+        &self,
+        features: &[f32],
+        device: &Device,
+    ) -> Result<Option<usize>, MoseError> {
+        if !(self.method == Method::Mose
+            && self.config.reuse_familiar
+            && self.config.router == RouterKind::Gaussian
+            && self.tasks_learned() > 0)
+        {
+            return Ok(None);
+        }
+        let shares = self.identifier.confusion_with(features, device).await?;
+        Ok(shares
             .iter()
-            .map(|t| t.unit_key.iter().zip(query).map(|(k, q)| k * q).sum())
-            .collect();
-        Route::from_scores(
-            scores,
-            self.config.top_k_tasks,
-            self.config.route_temperature,
-        )
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .filter(|&(_, &share)| share >= self.config.familiar_share)
+            .map(|(t, _)| t))
     }
 
     /// The weight `route` gives each sub-expert at each adapted site:
@@ -533,7 +690,7 @@ impl Learner {
                     .chain(params.experts.iter().map(|e| &e[s]))
                     .collect();
                 let settled = settled.map(|c| c[s].as_slice());
-                let w = params.gate_weights(s, settled);
+                let w = params.gate_weights(s, settled, &self.config);
                 let [n] = w.dims();
                 SiteMix {
                     pool: SubExpertPool::new(&pool_experts, self.config.rank, self.config.alpha),
@@ -561,26 +718,113 @@ impl Learner {
         }
     }
 
+    /// How the next task starts: with fresh sub-experts beside the earlier
+    /// ones, or, when it is `familiar` (an earlier task's kind of text), from
+    /// that task's gate weights and modulation with no new sub-expert.
+    pub(crate) async fn task_start(&self, familiar: Option<usize>) -> Result<TaskStart, MoseError> {
+        let old = self.visible_to_new_task();
+        let fresh = TaskStart {
+            old: old.len(),
+            new_experts: self.config.new_experts_per_task,
+            logits: None,
+            modulation: None,
+        };
+        let (Some(f), LearnerState::Tasks(tasks)) = (familiar, &self.state) else {
+            return Ok(fresh);
+        };
+        if self.method != Method::Mose || f >= tasks.len() {
+            return Ok(fresh);
+        }
+        let task = &tasks[f];
+        let logits = (0..self.sites.len())
+            .map(|s| {
+                let mut logits = vec![self.config.reuse_bias as f32; old.len()];
+                for (pos, &id) in task.visible.iter().enumerate() {
+                    let w = task.weights[s][pos];
+                    if w > 0.0 {
+                        logits[id] = logit_for(w, &self.config);
+                    }
+                }
+                logits
+            })
+            .collect();
+        let mut modulation = Vec::with_capacity(task.params.modulation.len());
+        for m in &task.params.modulation {
+            modulation.push(read_vec(m.val()).await?);
+        }
+        Ok(TaskStart {
+            old: old.len(),
+            new_experts: 0,
+            logits: Some(logits),
+            modulation: (!modulation.is_empty()).then_some(modulation),
+        })
+    }
+
     /// A fresh state for the next task (Algorithm 1, steps 1 and 2).
-    pub(crate) fn new_task(&self, key: Vec<f32>, device: &Device) -> TaskParams {
+    pub(crate) fn new_task(&self, key: Vec<f32>, start: TaskStart, device: &Device) -> TaskParams {
         let seed =
             self.seed ^ (self.tasks_learned() as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
-        TaskParams::init(
-            &self.sites,
-            &self.config,
-            self.visible_to_new_task().len(),
-            key,
-            seed,
-            device,
-        )
+        TaskParams::init(&self.sites, &self.config, start, key, seed, device)
+    }
+
+    /// Each site's settled set for `params`: the `top_k_experts` sub-experts
+    /// with the largest gate logits, or, with `settle_by_contribution`, the
+    /// largest contributions `w_e |B_e A_e|_F` (the gate weight times the
+    /// size of the change the sub-expert makes), so that a large gate on a
+    /// sub-expert that changes nothing does not win a place.
+    pub(crate) async fn settle_sets(
+        &self,
+        params: &TaskParams,
+    ) -> Result<Vec<Vec<usize>>, MoseError> {
+        let top_k = self.config.top_k_experts;
+        let mut logits = Vec::with_capacity(params.gates.len());
+        for gate in &params.gates {
+            logits.push(read_vec(gate.val()).await?);
+        }
+        if !self.config.settle_by_contribution {
+            return Ok(logits.iter().map(|l| top_positions(l, top_k)).collect());
+        }
+        let old = self.visible_to_new_task();
+        let experts = match &self.state {
+            LearnerState::Tasks(tasks) => experts_of(tasks),
+            LearnerState::Shared { .. } => Vec::new(),
+        };
+        let norms: Vec<Tensor<1>> = (0..self.sites.len())
+            .flat_map(|s| {
+                old.iter()
+                    .map(|&id| &experts[id][s])
+                    .chain(params.experts.iter().map(|e| &e[s]))
+                    .map(SubExpert::delta_norm_sq)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let norms = read_vec(Tensor::cat(norms, 0)).await?;
+        let visible = old.len() + params.experts.len();
+        Ok(logits
+            .iter()
+            .zip(norms.chunks(visible.max(1)))
+            .map(|(logits, norms)| {
+                let weights = gate_weights_host(logits, None, &self.config);
+                let contribution: Vec<f32> = weights
+                    .iter()
+                    .zip(norms)
+                    .map(|(w, n)| w * n.max(0.0).sqrt())
+                    .collect();
+                top_positions(&contribution, top_k)
+            })
+            .collect())
     }
 
     /// Freezes a learned task into the state (Algorithm 1, step 5).
+    ///
+    /// `features` are the task's training features for the Gaussian router
+    /// (`[n, feature_width]`); the key router ignores them.
     pub(crate) async fn add_task(
         &mut self,
         name: String,
         params: TaskParams,
         chosen: Vec<Vec<usize>>,
+        features: &[f32],
     ) -> Result<Capacity, MoseError> {
         let old = self.visible_to_new_task();
         let LearnerState::Tasks(tasks) = &mut self.state else {
@@ -590,10 +834,23 @@ impl Learner {
             experts_of(tasks).len(),
             tasks.iter().map(|t| t.capacity.trainable_params).sum(),
         );
-        let task =
-            LearnedTask::consolidate(name, params.valid(), old, chosen, before.0, before).await?;
+        let device = params.key.val().device();
+        let task = LearnedTask::consolidate(
+            name,
+            params.valid(),
+            old,
+            chosen,
+            before.0,
+            before,
+            &self.config,
+        )
+        .await?;
         let capacity = task.capacity;
         tasks.push(task);
+        if self.config.router == RouterKind::Gaussian {
+            let quantile = self.config.none_quantile;
+            self.identifier.add_task(features, quantile, &device).await?;
+        }
         Ok(capacity)
     }
 
@@ -706,6 +963,8 @@ fn validate(config: &MoseConfig, model: &LlamaConfig) -> Result<Vec<SiteSpec>, M
         ("key_init_batches", config.key_init_batches),
         ("moe_experts", config.moe_experts),
         ("moe_top_k", config.moe_top_k),
+        ("route_feature_width", config.route_feature_width),
+        ("route_sample_cap", config.route_sample_cap),
     ];
     if let Some((field, value)) = positive.iter().find(|(_, v)| *v == 0) {
         return Err(invalid(
@@ -720,6 +979,18 @@ fn validate(config: &MoseConfig, model: &LlamaConfig) -> Result<Vec<SiteSpec>, M
             config.explore_fraction.to_string(),
             "must be between 0 and 1".into(),
         ));
+    }
+    for (field, value) in [
+        ("none_quantile", config.none_quantile),
+        ("familiar_share", config.familiar_share),
+    ] {
+        if !(value > 0.0 && value <= 1.0) {
+            return Err(invalid(
+                field,
+                value.to_string(),
+                "must be above 0 and at most 1".into(),
+            ));
+        }
     }
     if config.route_temperature <= 0.0 || !config.alpha.is_finite() {
         return Err(invalid(
@@ -771,7 +1042,10 @@ mod tests {
                     learner.config(),
                     learner.config().moe_top_k,
                 ),
-                None => learner.training_mixture(&learner.new_task(vec![1.0; 8], &device), None),
+                None => {
+                    let start = pollster::block_on(learner.task_start(None)).unwrap();
+                    learner.training_mixture(&learner.new_task(vec![1.0; 8], start, &device), None)
+                }
             };
             let adapted = model.forward_adapted(tokens(&device), &mixture);
             assert_eq!(

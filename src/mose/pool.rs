@@ -1,4 +1,4 @@
-//! Sub-experts and the pool a site mixes them in (MOSE.md, "Sub-experts").
+//! Sub-experts and the pool a site mixes them in (docs/METHOD.md, "Sub-experts").
 //!
 //! Sub-expert `j` is a low-rank pair `A_j (r x d_in)`, `B_j (d_out x r)`; a
 //! site's output for expert weights `w` is
@@ -55,6 +55,20 @@ pub struct SubExpert {
     pub(crate) a: Param<Tensor<2>>,
     /// `[r, d_out]`: the transpose of the paper's `B_j`.
     pub(crate) b: Param<Tensor<2>>,
+}
+
+impl SubExpert {
+    /// `|a b|_F^2 = tr((a^T a)(b b^T))`, the size of the change the pair
+    /// makes (before its scale and gate), without forming `a b`.
+    ///
+    /// # Shapes
+    /// - output: `[1]`
+    pub(crate) fn delta_norm_sq(&self) -> Tensor<1> {
+        let (a, b) = (self.a.val(), self.b.val());
+        let gram_a = a.clone().transpose().matmul(a); // [r, r]
+        let gram_b = b.clone().matmul(b.transpose()); // [r, r]
+        (gram_a * gram_b).sum() // both symmetric: the trace of the product
+    }
 }
 
 /// The sub-experts one forward pass mixes at one site, side by side.

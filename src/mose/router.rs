@@ -1,16 +1,41 @@
-//! The task-key router (MOSE.md, "Query feature and routing"; Algorithm 2 of
-//! arXiv 2511.06237, after L2P's prompt-pool matching).
+//! The router (docs/METHOD.md, "Router"): which learned task a sequence
+//! belongs to, from the frozen model's reading of it, or none of them.
 //!
-//! `q(x)` is the mean of the frozen model's hidden state after `query_layer`
-//! over the query positions (padding masked out), L2-normalised. Each task
-//! `t` has a key; scores are `s_t = cos(q(x), key_t)`; the `top_k_tasks`
-//! largest are mixed with `softmax(s / route_temperature)`. Decisions are per
-//! sequence, never a vote over a batch.
+//! Two routers, chosen by [`RouterKind`]:
+//! - [`RouterKind::Gaussian`] (the default): the feature is the mean hidden
+//!   state of the query positions after each decoder layer (layers averaged
+//!   in groups when the concatenation would be wider than
+//!   `route_feature_width`), concatenated; tasks are identified by a
+//!   Gaussian per task with a shared covariance (`lda.rs`), and a feature
+//!   beyond the nearest task's own range goes to no task: the base model
+//!   answers.
+//! - [`RouterKind::Key`]: Algorithm 2 of arXiv 2511.06237 (after L2P's
+//!   prompt-pool matching). `q(x)` is the L2-normalised mean hidden state
+//!   after `query_layer`; each task learns a key (`L_pull`, `L_push`);
+//!   scores are `s_t = cos(q(x), key_t)`.
+//!
+//! The `top_k_tasks` best are mixed with `softmax(s / route_temperature)`
+//! (the key router) or by their posterior (the Gaussian one). Decisions are
+//! per sample (a long text's windows are pooled), never a vote over a batch.
 
 use burn::tensor::activation::relu;
 use burn::tensor::{Int, Tensor};
 
+use serde::{Deserialize, Serialize};
+
+use super::lda::Identification;
 use crate::model::Llama;
+
+/// How the router identifies a sequence's task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RouterKind {
+    /// Cosine to a learned key per task (the paper's router).
+    Key,
+    /// A Gaussian per task over multi-layer features, with one shared
+    /// covariance, and "none of these" beyond a task's own range.
+    Gaussian,
+}
 
 /// Added to norms before dividing, so a zero vector stays finite.
 const NORM_EPS: f64 = 1e-12;
@@ -31,6 +56,42 @@ pub(crate) fn query_features(
     let sum = (hidden * mask.clone()).sum_dim(1).squeeze_dim::<2>(1); // [b, d]
     let count = mask.sum_dim(1).squeeze_dim::<2>(1).clamp_min(1.0); // [b, 1]
     normalize_rows(sum / count)
+}
+
+/// The Gaussian router's feature: per group of consecutive layers, the mean
+/// over the group of each layer's mean hidden state on the mask's positions;
+/// the groups concatenated. One pass gives the feature for every mask.
+///
+/// # Shapes
+/// - tokens: `[batch, seq]`, masks: each `[batch, seq]`
+/// - output: one `[batch, groups * hidden]` per mask
+pub(crate) fn layer_features(
+    model: &Llama,
+    tokens: Tensor<2, Int>,
+    masks: &[Tensor<2>],
+    groups: usize,
+) -> Vec<Tensor<2>> {
+    let layers = model.layer_outputs(tokens); // each [b, t, d]
+    let n = layers.len();
+    masks
+        .iter()
+        .map(|mask| {
+            let mask = mask.clone().unsqueeze_dim::<3>(2); // [b, t, 1]
+            let count = mask.clone().sum_dim(1).squeeze_dim::<2>(1).clamp_min(1.0); // [b, 1]
+            let parts = (0..groups)
+                .map(|g| {
+                    let group = &layers[g * n / groups..(g + 1) * n / groups];
+                    let sum = group
+                        .iter()
+                        .map(|h| (h.clone() * mask.clone()).sum_dim(1).squeeze_dim::<2>(1))
+                        .reduce(|a, b| a + b)
+                        .expect("every group holds a layer"); // [b, d]
+                    sum / count.clone().mul_scalar(group.len() as f64)
+                })
+                .collect();
+            Tensor::cat(parts, 1)
+        })
+        .collect()
 }
 
 /// Each row divided by its L2 norm.
@@ -80,10 +141,15 @@ pub(crate) fn push_loss(
 /// The tasks one sequence is routed to, with their mixing weights.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
-    /// `cos(q(x), key_t)` for every learned task, in task order.
+    /// Every learned task's score, in task order: the posterior probability
+    /// (Gaussian router) or `cos(q(x), key_t)` (key router).
     pub scores: Vec<f32>,
-    /// The chosen tasks and their weights `pi` (summing to 1), best first.
+    /// The chosen tasks and their weights `pi` (summing to 1), best first;
+    /// empty when no task applies and the base model answers.
     pub chosen: Vec<(usize, f32)>,
+    /// True when tasks are learned but the sequence is beyond the nearest
+    /// one's own range ("none of these": the base model answers).
+    pub none_of_these: bool,
 }
 
 impl Route {
@@ -98,7 +164,43 @@ impl Route {
         let order = ranked(&scores, top_k);
         let weights = softmax_at(&scores, &order, temperature);
         let chosen = order.into_iter().zip(weights).collect();
-        Self { scores, chosen }
+        Self {
+            scores,
+            chosen,
+            none_of_these: false,
+        }
+    }
+
+    /// The Gaussian router's decision: the `top_k` likeliest tasks mixed by
+    /// their renormalised posterior, or no task when the likeliest one's
+    /// distance is beyond its threshold.
+    pub(crate) fn from_identification(
+        identification: &Identification,
+        thresholds: &[f64],
+        top_k: usize,
+    ) -> Self {
+        let scores: Vec<f32> = identification.posterior.iter().map(|&p| p as f32).collect();
+        let order = ranked(&scores, top_k);
+        let outside = order
+            .first()
+            .is_some_and(|&t| identification.distances[t] > thresholds[t]);
+        if outside {
+            return Self {
+                scores,
+                chosen: Vec::new(),
+                none_of_these: true,
+            };
+        }
+        let total: f32 = order.iter().map(|&t| scores[t]).sum();
+        let chosen = order
+            .into_iter()
+            .map(|t| (t, scores[t] / total.max(f32::MIN_POSITIVE)))
+            .collect();
+        Self {
+            scores,
+            chosen,
+            none_of_these: false,
+        }
     }
 
     /// The oracle's decision: the true task, weight 1 (or nothing, for a task
@@ -111,6 +213,7 @@ impl Route {
             } else {
                 Vec::new()
             },
+            none_of_these: false,
         }
     }
 }

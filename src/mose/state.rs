@@ -2,8 +2,14 @@
 //! boundary"): one safetensors file whose metadata holds a versioned JSON
 //! description (method, configuration, seed, the base model's widths, every
 //! task's routing bookkeeping) and whose tensors are the task states or the
-//! shared adapter, named by task, expert, layer and projection. Values are
-//! stored as f32, so a load gives back exactly what was saved.
+//! shared adapter, named by task, expert, layer and projection, and the
+//! Gaussian router's statistics (`router.means`, `router.scatter`). Values
+//! are stored as f32 (the router keeps its statistics at f32 precision), so a
+//! load gives back exactly what was saved.
+//!
+//! Version 1 files (before the Gaussian router) still open: their settings
+//! are completed with [`MoseConfig::legacy`], so they route with their keys
+//! exactly as they did.
 
 use burn::module::Param;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -11,16 +17,20 @@ use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 
 use super::pool::SubExpert;
-use super::task::{LearnedTask, settled_weights};
+use super::lda::{TaskIdentifier, TaskStats};
+use super::task::LearnedTask;
 use super::{
-    Capacity, Learner, LearnerState, Method, MoseConfig, MoseError, SiteSpec, TaskParams, read_vec,
-    unit,
+    Capacity, Learner, LearnerState, Method, MoseConfig, MoseError, RouterKind, SiteSpec,
+    TaskParams, gate_weights_host, read_vec, unit,
 };
 use crate::model::LlamaConfig;
 use crate::saved::{self, ReadError};
 
 /// The state format this build writes and reads.
-pub const STATE_FORMAT_VERSION: u32 = 1;
+pub const STATE_FORMAT_VERSION: u32 = 2;
+
+/// The oldest state format this build still reads.
+const OLDEST_STATE_FORMAT: u32 = 1;
 
 /// The metadata key of the JSON description.
 const STATE_KEY: &str = "mose_lab_state";
@@ -30,11 +40,22 @@ const STATE_KEY: &str = "mose_lab_state";
 struct Header {
     format_version: u32,
     method: Method,
+    #[serde(deserialize_with = "super::deserialize_config")]
     config: MoseConfig,
     seed: u64,
     model: ModelShape,
     tasks: Vec<TaskHeader>,
     shared: Option<SharedHeader>,
+    /// The Gaussian router's counts and thresholds, per task.
+    #[serde(default)]
+    router: Option<RouterHeader>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RouterHeader {
+    width: usize,
+    counts: Vec<f64>,
+    ranges: Vec<f64>,
 }
 
 /// The widths of the base model a state fits.
@@ -157,6 +178,24 @@ impl Learner {
                 (Vec::new(), Some(header))
             }
         };
+        let router = match (&self.state, self.config.router) {
+            (LearnerState::Tasks(tasks), RouterKind::Gaussian) if !tasks.is_empty() => {
+                let id = &self.identifier;
+                let (width, stats) = (id.dim(), id.tasks());
+                let means = stats.iter().flat_map(|t| t.mean.iter().map(|&m| m as f32));
+                tensors.push(("router.means".into(), vec![stats.len(), width], means.collect()));
+                for (t, task) in stats.iter().enumerate() {
+                    let scatter = task.scatter.iter().map(|&v| v as f32).collect();
+                    tensors.push((format!("router.scatter.{t}"), vec![width, width], scatter));
+                }
+                Some(RouterHeader {
+                    width,
+                    counts: stats.iter().map(|t| t.count).collect(),
+                    ranges: stats.iter().map(|t| t.range).collect(),
+                })
+            }
+            _ => None,
+        };
         let header = Header {
             format_version: STATE_FORMAT_VERSION,
             method: self.method,
@@ -165,6 +204,7 @@ impl Learner {
             model: ModelShape::of(model),
             tasks,
             shared,
+            router,
         };
         saved::write(&tensors, STATE_KEY, &header).map_err(|reason| MoseError::NotAState { reason })
     }
@@ -182,7 +222,7 @@ impl Learner {
         device: &Device,
     ) -> Result<Self, MoseError> {
         let not_a_state = |reason: String| MoseError::NotAState { reason };
-        let header: Header = saved::read_description(bytes, STATE_KEY, STATE_FORMAT_VERSION)
+        let header: Header = saved::read_description(bytes, STATE_KEY, OLDEST_STATE_FORMAT..=STATE_FORMAT_VERSION)
             .map_err(|e| match e {
                 ReadError::NotSafetensors(reason) | ReadError::Json(reason) => not_a_state(reason),
                 ReadError::NoDescription => not_a_state("it has no MoSE Lab description".into()),
@@ -268,7 +308,11 @@ impl Learner {
                             format!("tasks.{t}.gates.{}", site_name(spec)),
                             vec![th.visible.len()],
                         )?;
-                        weights.push(settled_weights(&logits, &th.chosen[s]));
+                        weights.push(gate_weights_host(
+                            &logits,
+                            Some(&th.chosen[s]),
+                            &learner.config,
+                        ));
                         gates.push(Param::from_tensor(vector(logits)));
                         if learner.config.modulate {
                             modulation.push(Param::from_tensor(tensor(
@@ -335,6 +379,39 @@ impl Learner {
                 *learned = sh.learned;
                 *capacity = sh.capacity;
             }
+        }
+        let learned = learner.tasks_learned();
+        if learner.config.router == RouterKind::Gaussian
+            && learner.method.is_routed()
+            && learned > 0
+        {
+            let router = header
+                .router
+                .ok_or_else(|| not_a_state("its router statistics are missing".into()))?;
+            let width = learner.identifier.dim();
+            if router.width != width
+                || router.counts.len() != learned
+                || router.ranges.len() != learned
+            {
+                return Err(not_a_state(format!(
+                    "its router statistics are for {} tasks of width {}, it has {learned} tasks of width {width}",
+                    router.counts.len(),
+                    router.width
+                )));
+            }
+            let means = host("router.means".into(), vec![learned, width])?;
+            let mut stats = Vec::with_capacity(learned);
+            for (t, mean) in means.chunks_exact(width).enumerate() {
+                let scatter = host(format!("router.scatter.{t}"), vec![width, width])?;
+                stats.push(TaskStats {
+                    count: router.counts[t],
+                    mean: mean.iter().map(|&m| m as f64).collect(),
+                    scatter: scatter.into_iter().map(|v| v as f64).collect(),
+                    range: router.ranges[t],
+                });
+            }
+            learner.identifier = TaskIdentifier::from_parts(width, stats)
+                .ok_or_else(|| not_a_state("its router statistics do not fit".into()))?;
         }
         Ok(learner)
     }

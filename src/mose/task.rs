@@ -1,10 +1,10 @@
-//! A task's state (MOSE.md, "A task's state" and "Training task t", steps 1,
+//! A task's state (docs/METHOD.md, "A task's state" and "Training task t", steps 1,
 //! 2 and 5): its routing key, its gate logits over the sub-experts visible to
 //! it, its modulation vectors and its own new sub-experts; and what remains of
 //! them once the task is consolidated and frozen.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::softmax;
+use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +12,74 @@ use super::mixture::MASKED_LOGIT;
 use super::pool::SubExpert;
 use super::router::{ranked, softmax_at};
 use super::{MoseConfig, MoseError, SiteSpec, fresh_experts};
+
+/// How a task's gate turns its logits `g` over the visible sub-experts into
+/// weights `w` (docs/METHOD.md, "Gates").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GateKind {
+    /// `w = softmax(g)`: the weights share a mass of 1 (the paper's gate).
+    /// Two new sub-experts alone get 1/2 each, and earlier ones take a share
+    /// while exploring, so a task learns at a fraction of a LoRA's scale.
+    Softmax,
+    /// `w = softmax(g + alpha tanh(tau g))`: NoRGa's non-linear residual gate
+    /// (arXiv 2405.14124), a softmax whose slope near 0 is `1 + alpha tau`.
+    Norga,
+    /// `w_e = 2 sigmoid(g_e)`, each sub-expert on its own: a new one starts
+    /// at weight 1, the scale of a LoRA of the same rank, whatever else is
+    /// visible; an earlier one enters at `2 sigmoid(reuse_bias)` and grows
+    /// only if it serves the task.
+    Sigmoid,
+}
+
+/// `w` from gate logits on the host, zero outside `chosen` (when given).
+pub(crate) fn gate_weights_host(
+    logits: &[f32],
+    chosen: Option<&[usize]>,
+    config: &MoseConfig,
+) -> Vec<f32> {
+    let all: Vec<usize> = (0..logits.len()).collect();
+    let chosen = chosen.unwrap_or(&all);
+    let mut weights = vec![0.0f32; logits.len()];
+    match config.gate {
+        GateKind::Sigmoid => {
+            for &p in chosen {
+                weights[p] = 2.0 / (1.0 + (-logits[p] as f64).exp()) as f32;
+            }
+        }
+        GateKind::Softmax | GateKind::Norga => {
+            let shaped: Vec<f32> = logits.iter().map(|&g| norga(g as f64, config) as f32).collect();
+            for (&p, w) in chosen.iter().zip(softmax_at(&shaped, chosen, 1.0)) {
+                weights[p] = w;
+            }
+        }
+    }
+    weights
+}
+
+/// The logit that gives weight `w` under the gate (the inverse of
+/// [`gate_weights_host`] for one sub-expert; for the softmax gates, up to
+/// the shared constant).
+pub(crate) fn logit_for(w: f32, config: &MoseConfig) -> f32 {
+    let w = w as f64;
+    match config.gate {
+        GateKind::Sigmoid => {
+            let half = (w / 2.0).clamp(1e-4, 1.0 - 1e-4);
+            (half / (1.0 - half)).ln() as f32
+        }
+        // The residual is monotone: the logit of the plain softmax is close
+        // enough for a starting point.
+        GateKind::Softmax | GateKind::Norga => w.max(1e-4).ln() as f32,
+    }
+}
+
+/// `g + alpha tanh(tau g)` for NoRGa, `g` otherwise.
+fn norga(g: f64, config: &MoseConfig) -> f64 {
+    match config.gate {
+        GateKind::Norga => g + config.norga_alpha * (config.norga_tau * g).tanh(),
+        _ => g,
+    }
+}
 
 /// What task `t` trains: handed to the optimizer while the task is learned,
 /// frozen for good afterwards.
@@ -28,29 +96,40 @@ pub struct TaskParams {
 }
 
 impl TaskParams {
-    /// Step 1 and 2 of Algorithm 1: fresh sub-experts, gates at 0 for the new
-    /// ones and `reuse_bias` for the `old` ones visible to the task, `m_t = 0`,
-    /// and the key given (the normalised mean query of the first batches).
+    /// Step 1 and 2 of Algorithm 1: `new` fresh sub-experts with gate logits
+    /// at 0, the `old` ones visible to the task at `start.logits` (or
+    /// `reuse_bias`), `m_t` at `start.modulation` (or 0), and the key given.
     pub(crate) fn init(
         sites: &[SiteSpec],
         config: &MoseConfig,
-        old: usize,
+        start: TaskStart,
         key: Vec<f32>,
         seed: u64,
         device: &Device,
     ) -> Self {
-        let new = config.new_experts_per_task;
+        let new = start.new_experts;
+        let old = start.old;
         let experts = fresh_experts(sites, config, new, seed, device);
-        let mut logits = vec![config.reuse_bias as f32; old];
-        logits.extend(std::iter::repeat_n(0.0f32, new));
         let gates = sites
             .iter()
-            .map(|_| Param::from_data(TensorData::new(logits.clone(), [old + new]), device))
+            .enumerate()
+            .map(|(s, _)| {
+                let mut logits = match &start.logits {
+                    Some(logits) => logits[s].clone(),
+                    None => vec![config.reuse_bias as f32; old],
+                };
+                logits.extend(std::iter::repeat_n(0.0f32, new));
+                Param::from_data(TensorData::new(logits, [old + new]), device)
+            })
             .collect();
         let modulation = if config.modulate {
             sites
                 .iter()
-                .map(|spec| Param::from_tensor(Tensor::zeros([spec.d_out], device)))
+                .enumerate()
+                .map(|(s, spec)| match &start.modulation {
+                    Some(m) => Param::from_data(TensorData::new(m[s].clone(), [spec.d_out]), device),
+                    None => Param::from_tensor(Tensor::zeros([spec.d_out], device)),
+                })
                 .collect()
         } else {
             Vec::new()
@@ -64,34 +143,61 @@ impl TaskParams {
         }
     }
 
-    /// `w_t` at site `s`: a softmax over every visible sub-expert while
-    /// exploring, over the settled set only once it is fixed.
+    /// `w_t` at site `s` over every visible sub-expert while exploring, over
+    /// the settled set only (zero elsewhere) once it is fixed.
     ///
     /// # Shapes
     /// - output: `[visible]`
-    pub(crate) fn gate_weights(&self, s: usize, settled: Option<&[usize]>) -> Tensor<1> {
+    pub(crate) fn gate_weights(
+        &self,
+        s: usize,
+        settled: Option<&[usize]>,
+        config: &MoseConfig,
+    ) -> Tensor<1> {
         let logits = self.gates[s].val();
-        match settled {
-            None => softmax(logits, 0),
-            Some(chosen) => {
-                let [n] = logits.dims();
+        let [n] = logits.dims();
+        let device = logits.device();
+        let in_set = |i: usize| settled.is_none_or(|chosen| chosen.contains(&i));
+        match config.gate {
+            GateKind::Sigmoid => {
+                let mask: Vec<f32> = (0..n).map(|i| if in_set(i) { 2.0 } else { 0.0 }).collect();
+                let mask = Tensor::from_data(TensorData::new(mask, [n]), &device);
+                sigmoid(logits) * mask
+            }
+            GateKind::Softmax | GateKind::Norga => {
+                let shaped = match config.gate {
+                    GateKind::Norga => {
+                        let residual = logits.clone().mul_scalar(config.norga_tau).tanh();
+                        logits + residual.mul_scalar(config.norga_alpha)
+                    }
+                    _ => logits,
+                };
                 let mask: Vec<f32> = (0..n)
-                    .map(|i| {
-                        if chosen.contains(&i) {
-                            0.0
-                        } else {
-                            MASKED_LOGIT as f32
-                        }
-                    })
+                    .map(|i| if in_set(i) { 0.0 } else { MASKED_LOGIT as f32 })
                     .collect();
-                let mask = Tensor::from_data(TensorData::new(mask, [n]), &logits.device());
-                softmax(logits + mask, 0)
+                let mask = Tensor::from_data(TensorData::new(mask, [n]), &device);
+                softmax(shaped + mask, 0)
             }
         }
     }
 }
 
-/// The sub-experts, reuse and parameters a task added (MOSE.md, "Metrics":
+/// How a new task's state starts: how many sub-experts are visible to it and
+/// how many it adds, and, when it builds on an earlier task the router
+/// already counts its text as, that task's gate logits and modulation.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TaskStart {
+    /// Earlier sub-experts visible to the task.
+    pub old: usize,
+    /// Fresh sub-experts it adds.
+    pub new_experts: usize,
+    /// Per site, starting logits over the `old` sub-experts.
+    pub logits: Option<Vec<Vec<f32>>>,
+    /// Per site, the starting modulation.
+    pub modulation: Option<Vec<Vec<f32>>>,
+}
+
+/// The sub-experts, reuse and parameters a task added (docs/METHOD.md, "Metrics":
 /// capacity), or the state of a shared baseline after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capacity {
@@ -137,6 +243,7 @@ impl LearnedTask {
         chosen: Vec<Vec<usize>>,
         first_new_id: usize,
         total_before: (usize, usize),
+        config: &MoseConfig,
     ) -> Result<Self, MoseError> {
         let old = old_visible.len();
         let TaskParams {
@@ -170,7 +277,7 @@ impl LearnedTask {
         for (gate, chosen) in gates.into_iter().zip(&chosen) {
             let logits = read_vec(gate.val()).await?;
             let kept_logits: Vec<f32> = keep_positions.iter().map(|&p| logits[p]).collect();
-            weights.push(settled_weights(&kept_logits, chosen));
+            weights.push(gate_weights_host(&kept_logits, Some(chosen), config));
             let n = kept_logits.len();
             new_gates.push(Param::from_data(TensorData::new(kept_logits, [n]), &device));
         }
@@ -211,15 +318,6 @@ impl LearnedTask {
     }
 }
 
-/// `w_t` once settled: a softmax over the chosen logits, zero elsewhere.
-pub(crate) fn settled_weights(logits: &[f32], chosen: &[usize]) -> Vec<f32> {
-    let mut weights = vec![0.0f32; logits.len()];
-    for (&p, w) in chosen.iter().zip(softmax_at(logits, chosen, 1.0)) {
-        weights[p] = w;
-    }
-    weights
-}
-
 /// The `top_k` largest logits' positions in ascending order, ties to the
 /// earlier position.
 pub(crate) fn top_positions(logits: &[f32], top_k: usize) -> Vec<usize> {
@@ -253,12 +351,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn settled_weights_are_a_softmax_over_the_chosen_logits() {
-        // Logits [0, ln 3, 5] with positions 0 and 1 chosen: softmax([0, ln 3])
-        // = [1/4, 3/4]; position 2 is outside the set and gets 0 despite its logit.
-        let w = settled_weights(&[0.0, 3.0f32.ln(), 5.0], &[0, 1]);
+    fn settled_weights_follow_the_gate_kind() {
+        // Softmax: logits [0, ln 3, 5] with positions 0 and 1 chosen give
+        // softmax([0, ln 3]) = [1/4, 3/4]; position 2 is outside the set.
+        let softmax = MoseConfig::new().with_gate(GateKind::Softmax);
+        let w = gate_weights_host(&[0.0, 3.0f32.ln(), 5.0], Some(&[0, 1]), &softmax);
         assert!((w[0] - 0.25).abs() < 1e-6 && (w[1] - 0.75).abs() < 1e-6);
         assert_eq!(w[2], 0.0);
+        // Sigmoid: 2 sigmoid(0) = 1 for a fresh logit, on its own.
+        let sigmoid = MoseConfig::new().with_gate(GateKind::Sigmoid);
+        let w = gate_weights_host(&[0.0, 0.0, 5.0], Some(&[0, 1]), &sigmoid);
+        assert_eq!(w, vec![1.0, 1.0, 0.0]);
+        assert!((gate_weights_host(&[logit_for(0.3, &sigmoid)], None, &sigmoid)[0] - 0.3).abs() < 1e-6);
+        // NoRGa at alpha = tau = 1: logits 0 and 1 become 0 and 1 + tanh 1.
+        let norga = MoseConfig::new().with_gate(GateKind::Norga);
+        let w = gate_weights_host(&[0.0, 1.0], None, &norga);
+        let e = (1.0f64 + 1f64.tanh()).exp();
+        assert!((w[1] as f64 - e / (1.0 + e)).abs() < 1e-6);
     }
 
     #[test]

@@ -43,6 +43,9 @@ struct Header {
     steps: usize,
     batches: Batches,
     settled: Option<Vec<Vec<usize>>>,
+    /// The earlier task the run builds on (absent in older checkpoints: none).
+    #[serde(default)]
+    familiar: Option<usize>,
     losses: Vec<f32>,
     config: TrainConfig,
     adam_steps: usize,
@@ -73,6 +76,7 @@ impl TaskRun {
             steps: self.steps,
             batches: self.batches.clone(),
             settled: self.settled.clone(),
+            familiar: self.familiar,
             losses: self.losses.clone(),
             config: self.config.clone(),
             adam_steps: self.optimizer.time(),
@@ -101,7 +105,7 @@ impl TaskRun {
         let header: Header = saved::read_description(
             bytes,
             CHECKPOINT_KEY,
-            CHECKPOINT_FORMAT_VERSION,
+            CHECKPOINT_FORMAT_VERSION..=CHECKPOINT_FORMAT_VERSION,
         )
         .map_err(|e| match e {
             ReadError::NotSafetensors(e) => bad(format!("it is not a training checkpoint: {e}")),
@@ -153,9 +157,11 @@ impl TaskRun {
         let train_device = device.clone().autodiff();
         let skeleton = match learner.shared() {
             Some(shared) => Trainable::Shared(shared.clone()),
-            None => Trainable::Task(
-                learner.new_task(vec![0.0; model.config().hidden_size], &train_device),
-            ),
+            None => {
+                let start = learner.task_start(header.familiar).await?;
+                let key = vec![0.0; model.config().hidden_size];
+                Trainable::Task(learner.new_task(key, start, &train_device))
+            }
         };
         let shapes = skeleton.shapes();
         if shapes != header.shapes {
@@ -206,6 +212,8 @@ impl TaskRun {
             trainable: Some(trainable),
             hidden: model.config().hidden_size,
             settled: header.settled,
+            familiar: header.familiar,
+            features: None,
             losses: header.losses,
             config: header.config,
         })

@@ -1,4 +1,4 @@
-//! The training loop both fronts use (MOSE.md, "Training task t"; Algorithm 1
+//! The training loop both fronts use (docs/METHOD.md, "Training task t"; Algorithm 1
 //! of arXiv 2511.06237).
 //!
 //! A [`TaskRun`] learns one task: it yields to the caller between steps (the
@@ -14,6 +14,9 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
@@ -25,8 +28,8 @@ pub use checkpoint::CHECKPOINT_FORMAT_VERSION;
 use crate::data::{Batches, Example, PaddedBatch};
 use crate::model::{Llama, next_token_nll};
 use crate::mose::{
-    Capacity, Learner, Method, MoseError, SharedLora, TaskParams, pull_loss, push_loss,
-    query_features, read_vec, top_positions, unit,
+    Capacity, Learner, Method, MoseError, RouterKind, SharedLora, TaskParams, layer_features,
+    pull_loss, push_loss, query_features, read_vec, unit,
 };
 use crate::optim::{AdamWSettings, FlatAdamW};
 
@@ -249,15 +252,22 @@ pub struct TaskRun {
     hidden: usize,
     /// Each site's top-k once the settle phase has begun.
     settled: Option<Vec<Vec<usize>>>,
+    /// The earlier task this one builds on ([`Learner::familiar_task`]).
+    familiar: Option<usize>,
+    /// The task's training features for the Gaussian router (computed at
+    /// the start, or again at the end of a resumed run).
+    features: Option<Vec<f32>>,
     /// The loss of every step so far.
     pub losses: Vec<f32>,
     config: TrainConfig,
 }
 
 impl TaskRun {
-    /// Prepares to learn `name` from `examples`: caches the query features,
-    /// initialises the key from the first batches and allocates the new
-    /// state (Algorithm 1, steps 1 and 2).
+    /// Prepares to learn `name` from `examples` (Algorithm 1, steps 1 and
+    /// 2): reads the task's text with the frozen model for the router, asks
+    /// the router whether an earlier task already covers this kind of text,
+    /// and allocates the new state (the key router's key from the first
+    /// batches' mean query).
     #[allow(clippy::too_many_arguments)]
     pub async fn start(
         model: &Llama,
@@ -274,11 +284,13 @@ impl TaskRun {
         }
         let batches = Batches::new(examples.len(), config.batch_size, config.seed);
         let train_device = device.clone().autodiff();
+        let hidden = model.config().hidden_size;
+        let mut features = None;
+        let mut familiar = None;
         let trainable = match learner.shared() {
             Some(shared) => Trainable::Shared(shared.clone().train()),
-            None => {
+            None if learner.config().router == RouterKind::Key => {
                 // Key: the normalised mean query of the first batches.
-                let hidden = model.config().hidden_size;
                 let mut first = batches.clone();
                 let mut mean = vec![0.0f64; hidden];
                 let mut count = 0usize;
@@ -294,7 +306,17 @@ impl TaskRun {
                     }
                 }
                 let key: Vec<f32> = mean.iter().map(|m| (m / count as f64) as f32).collect();
-                Trainable::Task(learner.new_task(unit(&key), &train_device))
+                let start = learner.task_start(None).await?;
+                Trainable::Task(learner.new_task(unit(&key), start, &train_device))
+            }
+            None => {
+                let (rows, whole) =
+                    task_features(model, learner, examples, pad_id, config, device).await?;
+                let width = learner.feature_width();
+                familiar = learner.familiar_task(&rows[..whole * width], device).await?;
+                features = Some(rows);
+                let start = learner.task_start(familiar).await?;
+                Trainable::Task(learner.new_task(vec![0.0; hidden], start, &train_device))
             }
         };
         Ok(Self {
@@ -307,11 +329,19 @@ impl TaskRun {
             batches,
             optimizer: FlatAdamW::new(config.adam_settings()),
             trainable: Some(trainable),
-            hidden: model.config().hidden_size,
+            hidden,
             settled: None,
+            familiar,
+            features,
             losses: Vec::new(),
             config: config.clone(),
         })
+    }
+
+    /// The earlier task this one builds on, reusing its sub-experts instead
+    /// of adding new ones (`None` for a new kind of text).
+    pub fn builds_on(&self) -> Option<usize> {
+        self.familiar
     }
 
     /// The task's name.
@@ -370,6 +400,12 @@ impl TaskRun {
                 return Ok(RunEnd::Stopped);
             }
         }
+        let gaussian = learner.method().is_routed() && learner.config().router == RouterKind::Gaussian;
+        if gaussian && self.features.is_none() {
+            let (rows, _) =
+                task_features(model, learner, examples, pad_id, &self.config, device).await?;
+            self.features = Some(rows);
+        }
         Ok(RunEnd::Finished)
     }
 
@@ -393,7 +429,8 @@ impl TaskRun {
         Ok(match trainable {
             Trainable::Task(params) => {
                 let chosen = self.settled.take().unwrap_or_default();
-                learner.add_task(self.name, params, chosen).await?
+                let features = self.features.take().unwrap_or_default();
+                learner.add_task(self.name, params, chosen, &features).await?
             }
             Trainable::Shared(lora) => learner.set_shared(self.name, lora),
         })
@@ -404,12 +441,7 @@ impl TaskRun {
         let Some(Trainable::Task(params)) = &self.trainable else {
             return Ok(());
         };
-        let mut settled = Vec::with_capacity(params.gates.len());
-        for gate in &params.gates {
-            let logits = read_vec(gate.val()).await?;
-            settled.push(top_positions(&logits, learner.config().top_k_experts));
-        }
-        self.settled = Some(settled);
+        self.settled = Some(learner.settle_sets(params).await?);
         Ok(())
     }
 
@@ -442,7 +474,9 @@ impl TaskRun {
         let nll = next_token_nll(logits, ids) * targets; // [b, t - 1]
         let next_token_loss = nll.sum().div_scalar(target_count.max(1) as f64);
         let mut loss = next_token_loss.clone();
-        if let Trainable::Task(params) = &trainable {
+        if let Trainable::Task(params) = &trainable
+            && learner.config().router == RouterKind::Key
+        {
             let config = learner.config();
             // The batch's query features, from the frozen model: computed
             // per step (not for every example up front), so a task starts at
@@ -554,6 +588,84 @@ async fn indices_queries(
     let batch = PaddedBatch::new(&refs, pad_id);
     let (ids, _) = batch_tensors(&batch, device);
     batch_queries(model, learner, &batch, ids, device).await
+}
+
+/// A task's training features for the Gaussian router, `[n, width]`
+/// row-major, and how many of the rows are whole examples: every example's
+/// (at most `route_sample_cap`, a seeded sample), then, for each example
+/// whose query is longer than `route_prefix_tokens`, the feature of that
+/// prefix (what a short prompt shows the router).
+async fn task_features(
+    model: &Llama,
+    learner: &Learner,
+    examples: &[Example],
+    pad_id: u32,
+    config: &TrainConfig,
+    device: &Device,
+) -> Result<(Vec<f32>, usize), MoseError> {
+    let prefix = learner.config().route_prefix_tokens;
+    let width = learner.feature_width();
+    let mut chosen: Vec<usize> = (0..examples.len()).collect();
+    let cap = learner.config().route_sample_cap;
+    if chosen.len() > cap {
+        let seed = learner.seed() ^ (learner.tasks_learned() as u64).wrapping_mul(0x2545_F491);
+        chosen.shuffle(&mut StdRng::seed_from_u64(seed));
+        chosen.truncate(cap);
+        chosen.sort_unstable();
+    }
+    let mut full = Vec::with_capacity(chosen.len() * width);
+    let mut prefixes = Vec::new();
+    for indices in chosen.chunks(config.query_batch_size) {
+        let chunk: Vec<&Example> = indices.iter().map(|&i| &examples[i]).collect();
+        let batch = PaddedBatch::new(&chunk, pad_id);
+        let (ids, _) = batch_tensors(&batch, device);
+        let rows = batch_features(model, learner, &batch, ids, device, Some(prefix)).await?;
+        let (whole, short) = rows.split_at(chunk.len() * width);
+        full.extend_from_slice(whole);
+        for (example, row) in chunk.iter().zip(short.chunks(width)) {
+            if example.query_len > prefix {
+                prefixes.extend_from_slice(row);
+            }
+        }
+        crate::backend::yield_now().await;
+    }
+    let whole = full.len() / width;
+    full.extend(prefixes);
+    Ok((full, whole))
+}
+
+/// The router's feature of every row of `batch` (whose ids are `ids`),
+/// [`Learner::feature_width`] values each, row-major on the host; with
+/// `prefix`, followed by each row's feature over its first `prefix` query
+/// tokens (the Gaussian router's only: one pass gives both).
+pub(crate) async fn batch_features(
+    model: &Llama,
+    learner: &Learner,
+    batch: &PaddedBatch,
+    ids: Tensor<2, Int>,
+    device: &Device,
+    prefix: Option<usize>,
+) -> Result<Vec<f32>, MoseError> {
+    if learner.config().router == RouterKind::Key {
+        return batch_queries(model, learner, batch, ids, device).await;
+    }
+    let shape = [batch.batch, batch.len];
+    let mut masks = vec![batch.query_mask.clone()];
+    if let Some(prefix) = prefix {
+        let short: Vec<f32> = batch
+            .query_mask
+            .iter()
+            .enumerate()
+            .map(|(i, &m)| if i % batch.len < prefix { m } else { 0.0 })
+            .collect();
+        masks.push(short);
+    }
+    let masks: Vec<Tensor<2>> = masks
+        .into_iter()
+        .map(|m| Tensor::from_data(TensorData::new(m, shape), device))
+        .collect();
+    let features = layer_features(model, ids, &masks, learner.feature_groups());
+    read_vec(Tensor::cat(features, 0)).await
 }
 
 /// Unit query features of the rows of `batch` (whose ids are `ids`),

@@ -44,6 +44,8 @@ const PROMPTS = [
   // the pasted task: one of its paragraphs
   PASTED.paragraphs[11],
 ];
+// Like none of the tasks: a row of digits.
+const UNLIKE_ANY_TASK = '3 1 4 1 5 9 2 6 5 3 5 8 9 7 9 3 2 3 8 4 6 2 6 4 3 3 8 3 2 7 9 5 0 2 8 8 4 1 9 7 1 6 9 3 9 9';
 const METRICS = ['metric-acc-mose', 'metric-bwt-mose', 'metric-fwt-mose', 'routing-accuracy'];
 const SEQ_LORA_METRICS = ['metric-acc-seq-lora', 'metric-bwt-seq-lora', 'metric-fwt-seq-lora'];
 const PANELS = ['panel-tasks', 'panel-train', 'panel-remember', 'panel-try'];
@@ -220,6 +222,11 @@ async function workshop({ label, args, backend, deviceText, steps, shotsFull, pa
 
     // try: each task's prompt is routed to that task; then generate
     for (let i = 0; i < 3; i++) await routeTo(run, PROMPTS[i], names[i], 3);
+    // a text like none of the tasks: the base model answers
+    await page.fill(tid('prompt'), UNLIKE_ANY_TASK);
+    await page.waitForSelector(tid('no-task-matches'), { timeout: 60_000 });
+    log(`an unrelated prompt: ${await textNow(page, 'no-task-matches')}`);
+    assert.equal(await page.locator(tid('routed-task')).count(), 0, 'a task was chosen for an unrelated prompt');
     log(`generated in ${await generate(run)} s: ${JSON.stringify((await textNow(page, 'generation')).slice(0, 100))}`);
     assert.ok(await textNow(page, 'generation'), 'the generation is empty');
     // Routed generation runs with the chosen sub-experts folded into the weights.

@@ -1,0 +1,488 @@
+//! Task identification from frozen features (docs/METHOD.md, "Router"): one
+//! Gaussian per learned task with a covariance shared by all tasks, i.e.
+//! linear discriminant analysis, which comes close to oracle task identity
+//! in class-incremental learning.
+//!
+//! For each task `t` the router keeps the mean `mu_t` of its training
+//! features, how many there were, and their scatter
+//! `S_t = sum_{x in t} (x - mu_t)(x - mu_t)^T`; nothing else of the training
+//! text is kept. `S = sum_t S_t` is the pooled within-task scatter, and the
+//! covariance is
+//! `C = S / n`, shrunk towards `(tr C / d) I` by the Oracle Approximating
+//! Shrinkage estimate (Chen et al., 2010), so it stays invertible with fewer
+//! samples than dimensions. With `C = L L^T` (Cholesky), the squared
+//! Mahalanobis distance of a feature `x` to task `t` is
+//! `d_t(x)^2 = |L^-1 x - L^-1 mu_t|^2`; the nearest task wins and the
+//! posterior over tasks is `softmax(-d^2 / 2)` (equal priors).
+//!
+//! "None of these": each task also has a threshold, the `quantile` of its
+//! own training features' distances to it, cross-fitted (each half of them
+//! measured against a fit without it, as held-out text would be). A feature
+//! beyond the nearest task's threshold belongs to no learned task. Each later
+//! task changes the shared covariance and so every distance; a task keeps
+//! its threshold as a ratio to its features' mean distance
+//! `tr(C^-1 S_t) / n_t`, which its scatter gives under any covariance, so the
+//! range follows the covariance exactly as the distances do.
+//!
+//! The statistics are f64 on the host (`d` is a few hundred); the products
+//! over a task's training features run on the device.
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::{MoseError, read_vec};
+
+/// What the router keeps of one task.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TaskStats {
+    /// Training features seen.
+    pub count: f64,
+    /// Their mean, `[d]`.
+    pub mean: Vec<f64>,
+    /// Their scatter `S_t`, `[d, d]` row-major.
+    pub scatter: Vec<f64>,
+    /// The threshold over the mean distance `tr(C^-1 S_t) / n_t`.
+    pub range: f64,
+}
+
+/// The shared-covariance Gaussian router.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct TaskIdentifier {
+    dim: usize,
+    tasks: Vec<TaskStats>,
+    /// `L^-1` for the shrunk covariance `L L^T`, `[d, d]` row-major, lower triangle.
+    inverse_factor: Vec<f64>,
+    /// `L^-1 mu_t` per task.
+    whitened_means: Vec<Vec<f64>>,
+    /// Per task, the squared distance beyond which a feature is not its.
+    thresholds: Vec<f64>,
+}
+
+/// Where a feature lands: squared distances to every task, nearest first.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Identification {
+    /// `d_t(x)^2` in task order.
+    pub distances: Vec<f64>,
+    /// `softmax(-d^2 / 2)` in task order.
+    pub posterior: Vec<f64>,
+}
+
+impl TaskIdentifier {
+    /// A router for features of width `dim` that knows no task.
+    pub fn new(dim: usize) -> Self {
+        Self {
+            dim,
+            ..Self::default()
+        }
+    }
+
+    /// Rebuilds a saved router; `None` when the parts do not fit together.
+    pub fn from_parts(dim: usize, tasks: Vec<TaskStats>) -> Option<Self> {
+        if tasks
+            .iter()
+            .any(|t| t.mean.len() != dim || t.scatter.len() != dim * dim)
+        {
+            return None;
+        }
+        let mut router = Self {
+            dim,
+            tasks,
+            ..Self::default()
+        };
+        router.solve();
+        Some(router)
+    }
+
+    /// Feature width.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The tasks' statistics, in task order.
+    pub fn tasks(&self) -> &[TaskStats] {
+        &self.tasks
+    }
+
+    /// Each task's threshold under the present covariance.
+    pub fn thresholds(&self) -> &[f64] {
+        &self.thresholds
+    }
+
+    /// Adds a task from its training features (`[n, d]` row-major), with the
+    /// threshold at `quantile` of their cross-fitted distances. The heavy
+    /// products (the scatters, every feature's distance) run on `device`.
+    ///
+    /// # Panics
+    /// On no rows or rows of another width (programmer errors).
+    pub async fn add_task(
+        &mut self,
+        features: &[f32],
+        quantile: f64,
+        device: &Device,
+    ) -> Result<(), MoseError> {
+        let d = self.dim;
+        assert!(
+            !features.is_empty() && features.len().is_multiple_of(d),
+            "task features must be whole rows of width {d}"
+        );
+        let n = features.len() / d;
+        let (mean, scatter) = moments(features, d, device).await?;
+        let mut own = self.held_out_distances(features, device).await?;
+        // Kept at f32 precision, as a saved state holds them: a router read
+        // back from a file decides exactly as this one.
+        self.tasks.push(TaskStats {
+            count: n as f64,
+            mean: mean.iter().map(|&m| m as f64).collect(),
+            scatter: scatter.iter().map(|&s| s as f64).collect(),
+            range: 1.0,
+        });
+        self.solve();
+        let t = self.tasks.len() - 1;
+        // thresholds[t] is the mean distance while the range is 1.
+        let mean_distance = self.thresholds[t].max(f64::MIN_POSITIVE);
+        self.tasks[t].range = match own.is_empty() {
+            true => f64::MAX / mean_distance.max(1.0),
+            false => quantile_of(&mut own, quantile) / mean_distance,
+        };
+        self.thresholds[t] = self.tasks[t].range * mean_distance;
+        Ok(())
+    }
+
+    /// Each feature's distance to its task as held-out text would have it:
+    /// the rows are split in two halves, and each half is measured against
+    /// the mean and the pooled covariance fitted without it (the other
+    /// tasks' scatter and the other half's). Distances measured with the
+    /// same rows in the fit would be too small, and the range too tight, for
+    /// a task with few samples. Empty with fewer than 4 rows.
+    async fn held_out_distances(
+        &self,
+        features: &[f32],
+        device: &Device,
+    ) -> Result<Vec<f64>, MoseError> {
+        let d = self.dim;
+        let rows: Vec<&[f32]> = features.chunks_exact(d).collect();
+        if rows.len() < 4 {
+            return Ok(Vec::new());
+        }
+        let half = |parity: usize| -> Vec<f32> {
+            rows.iter()
+                .skip(parity)
+                .step_by(2)
+                .flat_map(|r| r.iter().copied())
+                .collect()
+        };
+        let halves = [half(0), half(1)];
+        let before: f64 = self.tasks.iter().map(|t| t.count).sum();
+        let others = self.pooled_scatter();
+        let mut distances = Vec::with_capacity(rows.len());
+        for (fit, held) in [(&halves[0], &halves[1]), (&halves[1], &halves[0])] {
+            let (mean, scatter) = moments(fit, d, device).await?;
+            let pooled: Vec<f64> = others
+                .iter()
+                .zip(&scatter)
+                .map(|(a, &b)| a + b as f64)
+                .collect();
+            let inverse = shrunk_inverse_factor(&pooled, before + (fit.len() / d) as f64, d);
+            let m = held.len() / d;
+            let held = Tensor::<2>::from_data(TensorData::new(held.clone(), [m, d]), device);
+            let mean = Tensor::<2>::from_data(TensorData::new(mean, [1, d]), device);
+            let inverse: Vec<f32> = inverse.iter().map(|&v| v as f32).collect();
+            let inverse = Tensor::<2>::from_data(TensorData::new(inverse, [d, d]), device);
+            // z = L^-1 (x - mu) for every row: (x - mu) L^-T.
+            let z = (held - mean).matmul(inverse.transpose()); // [m, d]
+            let found = read_vec(z.square().sum_dim(1).reshape([m])).await?;
+            distances.extend(found.iter().map(|&v| v as f64));
+        }
+        Ok(distances)
+    }
+
+    /// How often the router would take a new task's training features
+    /// (`[n, d]` row-major) for each learned task: the share of them nearer
+    /// to that task's mean than to the new task's own (leave-one-out) mean.
+    /// A high share means the router cannot tell the new text from that
+    /// task's. The products run on `device`.
+    pub async fn confusion_with(
+        &self,
+        features: &[f32],
+        device: &Device,
+    ) -> Result<Vec<f64>, MoseError> {
+        let d = self.dim;
+        let n = features.len() / d.max(1);
+        if self.tasks.is_empty() || n < 2 {
+            return Ok(vec![0.0; self.tasks.len()]);
+        }
+        let rows = Tensor::<2>::from_data(TensorData::new(features.to_vec(), [n, d]), device);
+        let inverse: Vec<f32> = self.inverse_factor.iter().map(|&v| v as f32).collect();
+        let inverse = Tensor::<2>::from_data(TensorData::new(inverse, [d, d]), device);
+        let z = read_vec(rows.matmul(inverse.transpose())).await?; // [n, d]: L^-1 x
+        let own_mean: Vec<f64> = (0..d)
+            .map(|i| (0..n).map(|r| z[r * d + i] as f64).sum::<f64>() / n as f64)
+            .collect();
+        let loo = (n as f64 / (n as f64 - 1.0)).powi(2);
+        let mut nearer = vec![0usize; self.tasks.len()];
+        for row in z.chunks_exact(d) {
+            let own: f64 = row
+                .iter()
+                .zip(&own_mean)
+                .map(|(&a, b)| (a as f64 - b).powi(2))
+                .sum::<f64>()
+                * loo;
+            let (t, best) = (0..self.tasks.len())
+                .map(|t| {
+                    let dist: f64 = row
+                        .iter()
+                        .zip(&self.whitened_means[t])
+                        .map(|(&a, b)| (a as f64 - b).powi(2))
+                        .sum();
+                    (t, dist)
+                })
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .expect("tasks are learned");
+            if best < own {
+                nearer[t] += 1;
+            }
+        }
+        Ok(nearer.iter().map(|&c| c as f64 / n as f64).collect())
+    }
+
+    /// Squared distances and posterior of one feature `[d]`; `None` before
+    /// any task is learned.
+    pub fn identify(&self, feature: &[f32]) -> Option<Identification> {
+        if self.tasks.is_empty() || feature.len() != self.dim {
+            return None;
+        }
+        let z = self.whiten(feature);
+        let distances: Vec<f64> = (0..self.tasks.len())
+            .map(|t| self.distance_to(&z, t))
+            .collect();
+        let best = distances.iter().copied().fold(f64::INFINITY, f64::min);
+        let exp: Vec<f64> = distances
+            .iter()
+            .map(|d| (-(d - best) / 2.0).exp())
+            .collect();
+        let total: f64 = exp.iter().sum();
+        let posterior = exp.iter().map(|e| e / total).collect();
+        Some(Identification {
+            distances,
+            posterior,
+        })
+    }
+
+    /// `|z - L^-1 mu_t|^2`.
+    fn distance_to(&self, z: &[f64], t: usize) -> f64 {
+        z.iter()
+            .zip(&self.whitened_means[t])
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum()
+    }
+
+    /// `L^-1 x`.
+    fn whiten<T: Copy + Into<f64>>(&self, x: &[T]) -> Vec<f64> {
+        let d = self.dim;
+        (0..d)
+            .map(|i| {
+                let row = &self.inverse_factor[i * d..i * d + i + 1];
+                row.iter().zip(x).map(|(l, &x)| l * x.into()).sum()
+            })
+            .collect()
+    }
+
+    /// `S = sum_t S_t`, `[d, d]` row-major.
+    fn pooled_scatter(&self) -> Vec<f64> {
+        let mut pooled = vec![0.0f64; self.dim * self.dim];
+        for task in &self.tasks {
+            for (p, s) in pooled.iter_mut().zip(&task.scatter) {
+                *p += s;
+            }
+        }
+        pooled
+    }
+
+    /// Shrinks the pooled covariance, factors it, whitens the means and
+    /// scales each task's range to the new covariance: its threshold is
+    /// `range * tr(C^-1 S_t) / n_t`.
+    fn solve(&mut self) {
+        let d = self.dim;
+        let n: f64 = self.tasks.iter().map(|t| t.count).sum();
+        self.inverse_factor = shrunk_inverse_factor(&self.pooled_scatter(), n, d);
+        self.whitened_means = self.tasks.iter().map(|t| self.whiten(&t.mean)).collect();
+        // C^-1 = L^-T L^-1, lower triangle (both factors are triangular).
+        let l = &self.inverse_factor;
+        let mut precision = vec![0.0f64; d * d];
+        for k in 0..d {
+            let row = &l[k * d..k * d + k + 1];
+            for i in 0..=k {
+                let lki = row[i];
+                let out = &mut precision[i * d..i * d + i + 1];
+                for (p, &lkj) in out.iter_mut().zip(row) {
+                    *p += lki * lkj;
+                }
+            }
+        }
+        self.thresholds = self
+            .tasks
+            .iter()
+            .map(|t| {
+                // tr(C^-1 S_t) over the lower triangle, off-diagonal twice.
+                let mut trace = 0.0f64;
+                for i in 0..d {
+                    let (p, s) = (&precision[i * d..i * d + i + 1], &t.scatter[i * d..i * d + i + 1]);
+                    let off: f64 = p[..i].iter().zip(&s[..i]).map(|(a, b)| a * b).sum();
+                    trace += 2.0 * off + p[i] * s[i];
+                }
+                t.range * (trace / t.count.max(1.0))
+            })
+            .collect();
+    }
+}
+
+/// The mean `[d]` and scatter `[d, d]` of `features` (`[n, d]` row-major),
+/// computed on `device`.
+async fn moments(
+    features: &[f32],
+    d: usize,
+    device: &Device,
+) -> Result<(Vec<f32>, Vec<f32>), MoseError> {
+    let n = features.len() / d;
+    let rows = Tensor::<2>::from_data(TensorData::new(features.to_vec(), [n, d]), device);
+    let mean = rows.clone().mean_dim(0); // [1, d]
+    let centred = rows - mean.clone(); // [n, d]
+    let scatter = centred.clone().transpose().matmul(centred); // [d, d]
+    let mut values = read_vec(Tensor::cat(vec![mean.reshape([d]), scatter.reshape([d * d])], 0)).await?;
+    let scatter = values.split_off(d);
+    Ok((values, scatter))
+}
+
+/// `L^-1` for the covariance `scatter / n` shrunk by OAS towards
+/// `(tr C / d) I`, `[d, d]` row-major.
+fn shrunk_inverse_factor(scatter: &[f64], n: f64, d: usize) -> Vec<f64> {
+    let n = n.max(1.0);
+    let cov: Vec<f64> = scatter.iter().map(|s| s / n).collect();
+    let trace: f64 = (0..d).map(|i| cov[i * d + i]).sum();
+    let mu = trace / d as f64;
+    // OAS: alpha = mean of the squared entries; rho = (alpha + mu^2) /
+    // ((n + 1)(alpha - mu^2 / d)), at most 1.
+    let alpha = cov.iter().map(|c| c * c).sum::<f64>() / (d * d) as f64;
+    let denominator = (n + 1.0) * (alpha - mu * mu / d as f64);
+    let rho = if denominator > 0.0 {
+        ((alpha + mu * mu) / denominator).min(1.0)
+    } else {
+        1.0
+    };
+    // A floor keeps a router of identical features (mu = 0) finite.
+    let diagonal = (rho * mu).max(f64::MIN_POSITIVE.sqrt());
+    let mut shrunk: Vec<f64> = cov.iter().map(|c| (1.0 - rho) * c).collect();
+    for i in 0..d {
+        shrunk[i * d + i] += diagonal;
+    }
+    lower_inverse(&cholesky(shrunk, d), d)
+}
+
+/// The lower Cholesky factor of a symmetric positive-definite `[d, d]`
+/// matrix (a pivot that rounding makes non-positive is clamped small).
+fn cholesky(mut a: Vec<f64>, d: usize) -> Vec<f64> {
+    for j in 0..d {
+        let pivot: f64 = a[j * d + j] - (0..j).map(|k| a[j * d + k].powi(2)).sum::<f64>();
+        let pivot = pivot.max(f64::MIN_POSITIVE.sqrt()).sqrt();
+        a[j * d + j] = pivot;
+        for i in j + 1..d {
+            let dot: f64 = (0..j).map(|k| a[i * d + k] * a[j * d + k]).sum();
+            a[i * d + j] = (a[i * d + j] - dot) / pivot;
+        }
+        for k in j + 1..d {
+            a[j * d + k] = 0.0;
+        }
+    }
+    a
+}
+
+/// The inverse of a lower-triangular `[d, d]` matrix (lower triangular too),
+/// by forward substitution on each column of the identity.
+fn lower_inverse(l: &[f64], d: usize) -> Vec<f64> {
+    let mut inverse = vec![0.0f64; d * d];
+    for j in 0..d {
+        inverse[j * d + j] = 1.0 / l[j * d + j];
+        for i in j + 1..d {
+            let dot: f64 = (j..i).map(|k| l[i * d + k] * inverse[k * d + j]).sum();
+            inverse[i * d + j] = -dot / l[i * d + i];
+        }
+    }
+    inverse
+}
+
+/// The `q` quantile of `values` (nearest rank, rounding up), reordering them.
+fn quantile_of(values: &mut [f64], q: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let rank = ((q.clamp(0.0, 1.0) * values.len() as f64).ceil() as usize).max(1);
+    values[rank.min(values.len()) - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(router: &mut TaskIdentifier, features: &[f32], quantile: f64) {
+        pollster::block_on(router.add_task(features, quantile, &Device::flex())).unwrap();
+    }
+
+    #[test]
+    fn the_lower_inverse_inverts() {
+        let l = [2.0, 0.0, 1.0, 4.0];
+        let inverse = lower_inverse(&l, 2);
+        // [[2, 0], [1, 4]]^-1 = [[1/2, 0], [-1/8, 1/4]].
+        assert_eq!(inverse, vec![0.5, 0.0, -0.125, 0.25]);
+    }
+
+    #[test]
+    fn cholesky_factors_a_known_matrix() {
+        // [[4, 2], [2, 3]] = L L^T with L = [[2, 0], [1, sqrt 2]].
+        let l = cholesky(vec![4.0, 2.0, 2.0, 3.0], 2);
+        let expected = [2.0, 0.0, 1.0, 2f64.sqrt()];
+        for (a, b) in l.iter().zip(expected) {
+            assert!((a - b).abs() < 1e-12, "{l:?}");
+        }
+    }
+
+    #[test]
+    fn the_nearest_task_wins_and_far_features_are_no_task() {
+        // Two clusters in 2-D around (0, 0) and (10, 0), spread 1 along x.
+        let mut router = TaskIdentifier::new(2);
+        add(&mut router, &[-1.0, 0.5, 1.0, -0.5, 0.0, 0.0, 0.5, 0.2], 1.0);
+        add(&mut router, &[9.0, 0.5, 11.0, -0.5, 10.0, 0.0, 10.5, 0.2], 1.0);
+        let near = router.identify(&[9.5, 0.1]).unwrap();
+        assert!(near.distances[1] < near.distances[0]);
+        assert!(near.posterior[1] > 0.99);
+        assert!(near.distances[1] <= router.thresholds()[1]);
+        let far = router.identify(&[5.0, 40.0]).unwrap();
+        let best = far.distances.iter().copied().fold(f64::INFINITY, f64::min);
+        assert!(best > router.thresholds()[0] && best > router.thresholds()[1]);
+    }
+
+    #[test]
+    fn quantiles_take_the_nearest_rank() {
+        let mut v = vec![5.0, 1.0, 4.0, 2.0, 3.0];
+        assert_eq!(quantile_of(&mut v, 0.99), 5.0);
+        assert_eq!(quantile_of(&mut v, 0.5), 3.0);
+        assert_eq!(quantile_of(&mut v, 0.0), 1.0);
+    }
+
+    #[test]
+    fn a_rebuilt_router_identifies_exactly_as_the_original() {
+        let mut router = TaskIdentifier::new(3);
+        add(&mut router, &[1.0, 0.0, 0.5, 0.8, 0.1, 0.4, 1.2, -0.1, 0.6], 0.9);
+        add(&mut router, &[0.0, 1.0, 0.5, 0.1, 0.9, 0.7, -0.2, 1.1, 0.3], 0.9);
+        let copy = TaskIdentifier::from_parts(3, router.tasks().to_vec()).unwrap();
+        assert_eq!(copy, router);
+        assert!(TaskIdentifier::from_parts(2, router.tasks().to_vec()).is_none());
+    }
+
+    #[test]
+    fn a_later_task_rescales_an_earlier_range_with_the_covariance() {
+        // Task 0's features spread 1 along x; task 1's spread 10: the pooled
+        // covariance grows, task 0's distances shrink, and so must its range.
+        let mut router = TaskIdentifier::new(2);
+        add(&mut router, &[-1.0, 0.1, 1.0, -0.1, 0.5, 0.0, -0.5, 0.05, 0.8, -0.05], 1.0);
+        let alone = router.thresholds()[0];
+        add(&mut router, &[40.0, 1.0, 60.0, -1.0, 45.0, 0.5, 55.0, -0.5, 50.0, 0.0], 1.0);
+        assert!(router.thresholds()[0] < alone, "{} !< {alone}", router.thresholds()[0]);
+    }
+}
