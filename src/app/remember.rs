@@ -152,13 +152,17 @@ fn RoutingMatrix(trained: Trained) -> impl IntoView {
     };
     let learned = report.learned();
     let names = report.tasks.clone();
+    // The last column: samples the router sent to no task (the base model).
     let cells = confusion
         .counts
         .iter()
-        .map(|row| {
-            let total: usize = row.iter().sum();
+        .enumerate()
+        .map(|(i, row)| {
+            let none = confusion.none.get(i).copied().unwrap_or(0);
+            let total = row.iter().sum::<usize>() + none;
             row.iter()
                 .take(learned)
+                .chain(std::iter::once(&none))
                 .map(|&n| (total > 0).then(|| n as f64 / total as f64 * 100.0))
                 .collect()
         })
@@ -169,6 +173,7 @@ fn RoutingMatrix(trained: Trained) -> impl IntoView {
             .iter()
             .take(learned)
             .map(|n| format!("→ {n}"))
+            .chain(std::iter::once("→ none (base model)".to_string()))
             .collect(),
         cells,
         decimals: 0,
@@ -181,7 +186,7 @@ fn RoutingMatrix(trained: Trained) -> impl IntoView {
         <div class="routing" data-testid="confusion">
             <h3>"Routing"</h3>
             <p>"The router sent " <strong data-testid="routing-accuracy">{accuracy}</strong>
-               " of the held-out samples of learned tasks to their own task's sub-experts. Tasks not learned yet go to the closest learned one."</p>
+               " of the held-out samples of learned tasks to their own task's sub-experts. Text like no learned task goes to the base model (\"none\")."</p>
             <Heatmap id="confusion-svg".to_string() testid="confusion-matrix".to_string()
                 caption="Routing: percent of each task's held-out samples sent to each learned task".to_string()
                 corner="Samples of".to_string() matrix=matrix/>
