@@ -120,10 +120,10 @@ pub fn task_splits(tokenizer: &Tokenizer, samples: usize, seed: u64) -> Vec<Task
         .collect()
 }
 
-/// The learner every sequence test uses. Its query feature reads layer 0:
-/// this base model's weights are random, and deeper random layers only blur
-/// the lexical differences a router needs (a pretrained base uses the last
-/// layer, the default).
+/// The learner every sequence test uses: the default Gaussian router, which
+/// reads every layer. Were the key router chosen, its query would read
+/// layer 0: this base model's weights are random, and deeper random layers
+/// only blur the lexical differences a cosine needs.
 pub fn learner(method: Method, model: &Llama, device: &Device) -> Learner {
     Learner::new(
         method,
