@@ -558,6 +558,7 @@ fn a_state_saved_before_the_gaussian_router_opens_with_its_keys() {
         "reuse_familiar",
         "familiar_share",
         "route_sample_cap",
+        "route_sample_floor",
         "route_feature_width",
         "route_prefix_tokens",
         "none_of_these",

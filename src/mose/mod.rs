@@ -88,11 +88,16 @@ pub struct MoseConfig {
     /// count as familiar.
     #[config(default = 0.25)]
     pub familiar_share: f64,
-    /// The router's statistics read at most this many of a task's training
-    /// examples (a seeded sample): enough for a mean and its share of the
-    /// covariance, at a bounded cost per task.
+    /// The router's statistics read as many of a task's training examples
+    /// (a seeded sample) as its training steps will (steps times batch), but
+    /// at least `route_sample_floor` and at most this many: a bounded cost
+    /// per task, never more than a third of training's (a forward pass only).
     #[config(default = 1024)]
     pub route_sample_cap: usize,
+    /// The fewest training examples the router's statistics read, where the
+    /// task has them: enough for a mean and a range.
+    #[config(default = 64)]
+    pub route_sample_floor: usize,
     /// Fraction of a task's steps spent exploring (dense softmax over every visible expert).
     #[config(default = 0.7)]
     pub explore_fraction: f64,

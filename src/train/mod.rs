@@ -592,7 +592,8 @@ async fn indices_queries(
 
 /// A task's training features for the Gaussian router, `[n, width]`
 /// row-major, and how many of the rows are whole examples: every example's
-/// (at most `route_sample_cap`, a seeded sample), then, for each example
+/// (as many as training will read, within `route_sample_floor` and
+/// `route_sample_cap`; a seeded sample), then, for each example
 /// whose query is longer than `route_prefix_tokens`, the feature of that
 /// prefix (what a short prompt shows the router).
 async fn task_features(
@@ -606,7 +607,12 @@ async fn task_features(
     let prefix = learner.config().route_prefix_tokens;
     let width = learner.feature_width();
     let mut chosen: Vec<usize> = (0..examples.len()).collect();
-    let cap = learner.config().route_sample_cap;
+    let mose = learner.config();
+    let budget = config.steps_per_task.saturating_mul(config.batch_size);
+    let cap = budget.clamp(
+        mose.route_sample_floor.min(mose.route_sample_cap),
+        mose.route_sample_cap,
+    );
     if chosen.len() > cap {
         let seed = learner.seed() ^ (learner.tasks_learned() as u64).wrapping_mul(0x2545_F491);
         chosen.shuffle(&mut StdRng::seed_from_u64(seed));
