@@ -282,24 +282,28 @@ impl Project {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ProjectError> {
         let not_a_project = |reason: String| ProjectError::NotAProject { reason };
         let damaged = |reason: String| ProjectError::Damaged { reason };
-        let header: Header = saved::read_description(bytes, PROJECT_KEY, PROJECT_FORMAT_VERSION..=PROJECT_FORMAT_VERSION)
-            .map_err(|e| match e {
-                ReadError::NotSafetensors(reason) => not_a_project(reason),
-                ReadError::NoDescription => {
-                    not_a_project("it has no MoSE Lab project description".into())
+        let header: Header = saved::read_description(
+            bytes,
+            PROJECT_KEY,
+            PROJECT_FORMAT_VERSION..=PROJECT_FORMAT_VERSION,
+        )
+        .map_err(|e| match e {
+            ReadError::NotSafetensors(reason) => not_a_project(reason),
+            ReadError::NoDescription => {
+                not_a_project("it has no MoSE Lab project description".into())
+            }
+            ReadError::Version(Some(found)) if found > PROJECT_FORMAT_VERSION as u64 => {
+                ProjectError::NewerVersion {
+                    found,
+                    supported: PROJECT_FORMAT_VERSION,
                 }
-                ReadError::Version(Some(found)) if found > PROJECT_FORMAT_VERSION as u64 => {
-                    ProjectError::NewerVersion {
-                        found,
-                        supported: PROJECT_FORMAT_VERSION,
-                    }
-                }
-                ReadError::Version(found) => damaged(format!(
-                    "format version {}",
-                    found.map_or("missing".into(), |v| v.to_string())
-                )),
-                ReadError::Json(reason) => damaged(reason),
-            })?;
+            }
+            ReadError::Version(found) => damaged(format!(
+                "format version {}",
+                found.map_or("missing".into(), |v| v.to_string())
+            )),
+            ReadError::Json(reason) => damaged(reason),
+        })?;
         let file = SafeTensors::deserialize(bytes).map_err(|e| not_a_project(e.to_string()))?;
         for task in &header.tasks {
             let n = task.samples.len();

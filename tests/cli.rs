@@ -312,14 +312,25 @@ fn train_eval_and_route_run_a_sequence_and_save_a_project() {
     ];
     let results: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
     // The record a script checks: one run per method, every field present.
-    let runs: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
     let runs = runs["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2);
     for field in [
-        "sequence", "model", "method", "steps", "acc_routed", "acc_oracle", "bwt_routed",
-        "bwt_oracle", "fwt", "routing", "routing_typos", "routing_first16", "reused",
-        "diagonal", "adapter_values",
+        "sequence",
+        "model",
+        "method",
+        "steps",
+        "acc_routed",
+        "acc_oracle",
+        "bwt_routed",
+        "bwt_oracle",
+        "fwt",
+        "routing",
+        "routing_typos",
+        "routing_first16",
+        "reused",
+        "diagonal",
+        "adapter_values",
     ] {
         assert!(runs[0].get(field).is_some(), "no {field} in {}", runs[0]);
     }
@@ -469,9 +480,27 @@ fn bad_files_get_one_clear_message_and_exit_code_2() {
     ]);
     assert!(message.contains("no samples"), "{message}");
     let devil = repo("www/packs/devil");
-    let message = refused(&["train", &devil, "--model", model, "--out", out, "--mose", "routr=key"]);
+    let message = refused(&[
+        "train",
+        &devil,
+        "--model",
+        model,
+        "--out",
+        out,
+        "--mose",
+        "routr=key",
+    ]);
     assert!(message.contains("no setting routr"), "{message}");
-    let message = refused(&["train", &devil, "--model", model, "--out", out, "--mose", "router=lda"]);
+    let message = refused(&[
+        "train",
+        &devil,
+        "--model",
+        model,
+        "--out",
+        out,
+        "--mose",
+        "router=lda",
+    ]);
     assert!(message.contains("router"), "{message}");
     let message = refused(&["train", "/no/such/file.txt", "--model", model, "--out", out]);
     assert!(message.contains("/no/such/file.txt"), "{message}");

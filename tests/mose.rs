@@ -478,13 +478,15 @@ fn a_related_task_reuses_sub_experts_and_an_unseen_one_gets_the_base_model() {
     // router cannot tell them apart, so the second should build on the first.
     let counting = &s.splits[0];
     let half = counting.train.len() / 2;
-    let halves = [("counting_a", 0..half), ("counting_b", half..counting.train.len())].map(
-        |(name, range)| TaskSplit {
-            name,
-            train: counting.train[range].to_vec(),
-            heldout: counting.heldout.clone(),
-        },
-    );
+    let halves = [
+        ("counting_a", 0..half),
+        ("counting_b", half..counting.train.len()),
+    ]
+    .map(|(name, range)| TaskSplit {
+        name,
+        train: counting.train[range].to_vec(),
+        heldout: counting.heldout.clone(),
+    });
     let config = TrainConfig::new()
         .with_steps_per_task(30)
         .with_learning_rate(1e-2);
@@ -539,8 +541,14 @@ fn a_state_saved_before_the_gaussian_router_opens_with_its_keys() {
     let s = setup(24, 5, &device);
     let model = &s.model;
     let config = TrainConfig::new().with_steps_per_task(2);
-    let mut old = Learner::new(Method::Mose, MoseConfig::legacy(), model.config(), 7, &device)
-        .unwrap();
+    let mut old = Learner::new(
+        Method::Mose,
+        MoseConfig::legacy(),
+        model.config(),
+        7,
+        &device,
+    )
+    .unwrap();
     pollster::block_on(s.learn(&mut old, &s.splits[0], &config, &device));
     let bytes = pollster::block_on(old.to_bytes(model.config())).unwrap();
     // The file as version 1 wrote it: no router, gate or reuse settings.
@@ -576,7 +584,10 @@ fn a_state_saved_before_the_gaussian_router_opens_with_its_keys() {
     assert_eq!(loaded.config().router, RouterKind::Key);
     assert_eq!(loaded.config().gate, GateKind::Softmax);
     assert_eq!(loaded.mose_config(), &MoseConfig::legacy());
-    assert_eq!(loaded.route(&vec![0.5; model.config().hidden_size]).top(), Some(0));
+    assert_eq!(
+        loaded.route(&vec![0.5; model.config().hidden_size]).top(),
+        Some(0)
+    );
 }
 
 #[test]

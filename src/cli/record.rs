@@ -122,7 +122,11 @@ pub(crate) fn record_runs(
         };
         record.runs.retain(|r| {
             (r.sequence.as_str(), r.model.as_str(), r.method.as_str())
-                != (run.sequence.as_str(), run.model.as_str(), run.method.as_str())
+                != (
+                    run.sequence.as_str(),
+                    run.model.as_str(),
+                    run.method.as_str(),
+                )
         });
         record.runs.push(run);
     }

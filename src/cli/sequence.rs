@@ -100,7 +100,13 @@ fn mose_config(settings: &[String]) -> Result<MoseConfig, CliError> {
 fn heldout_samples(tasks: &[ProjectTask]) -> Vec<Vec<Sample>> {
     tasks
         .iter()
-        .map(|t| t.split.heldout.iter().map(|&i| t.samples[i].clone()).collect())
+        .map(|t| {
+            t.split
+                .heldout
+                .iter()
+                .map(|&i| t.samples[i].clone())
+                .collect()
+        })
         .collect()
 }
 
@@ -127,7 +133,10 @@ fn robustness(
         share: TYPO_SHARE,
         seed,
     };
-    Ok((accuracy(typos)?, accuracy(Probe::FirstTokens(FIRST_TOKENS))?))
+    Ok((
+        accuracy(typos)?,
+        accuracy(Probe::FirstTokens(FIRST_TOKENS))?,
+    ))
 }
 
 /// The `--methods` values.
@@ -341,8 +350,9 @@ pub(crate) fn train(context: &Context, args: TrainArgs) -> Result<(), CliError> 
         bar.finish_and_clear();
         let state =
             pollster::block_on(learner.to_bytes(model.config())).map_err(CliError::failed)?;
-        let (routing_typos, routing_first16) =
-            robustness(&model, &learner, &tokenizer, &heldout, &data, args.seed, &device)?;
+        let (routing_typos, routing_first16) = robustness(
+            &model, &learner, &tokenizer, &heldout, &data, args.seed, &device,
+        )?;
         results.push(MethodResult {
             method,
             summary_routed: report.summary(Routing::Routed),
@@ -630,7 +640,10 @@ pub(crate) fn route(context: &Context, args: RouteArgs) -> Result<(), CliError> 
         let _ = writeln!(text, "{name:<width$} {score:>6.3} {bar}{mark}");
     }
     if output.none_of_these {
-        let _ = writeln!(text, "no learned task matches this text: the base model answers");
+        let _ = writeln!(
+            text,
+            "no learned task matches this text: the base model answers"
+        );
     }
     context.finish(&output, &text)
 }

@@ -69,8 +69,10 @@ pub async fn score_task(
     let spans = sample_spans(examples);
     let sample_routes = match learner {
         Some(learner) => {
-            routes_for(model, learner, task, examples, &spans, pad_id, routing, batch_size, device)
-                .await?
+            routes_for(
+                model, learner, task, examples, &spans, pad_id, routing, batch_size, device,
+            )
+            .await?
         }
         None => vec![Route::oracle(task, 0); spans.len()],
     };
@@ -176,8 +178,15 @@ pub async fn route_samples(
     if examples.is_empty() {
         return Ok(routes);
     }
-    let features =
-        sample_features(model, learner, &examples, tokenizer.pad_id(), batch_size, device).await?;
+    let features = sample_features(
+        model,
+        learner,
+        &examples,
+        tokenizer.pad_id(),
+        batch_size,
+        device,
+    )
+    .await?;
     for (i, feature) in owner.into_iter().zip(features) {
         routes[i] = Some(learner.route(&feature));
     }

@@ -39,17 +39,19 @@ impl Probe {
         };
         let mut typo = |text: &str| -> String {
             text.chars()
-                .map(|c| match c.is_ascii_alphabetic() && rng.random::<f64>() < share {
-                    true => {
-                        let letter = rng.random_range(b'a'..=b'z') as char;
-                        if c.is_ascii_uppercase() {
-                            letter.to_ascii_uppercase()
-                        } else {
-                            letter
+                .map(
+                    |c| match c.is_ascii_alphabetic() && rng.random::<f64>() < share {
+                        true => {
+                            let letter = rng.random_range(b'a'..=b'z') as char;
+                            if c.is_ascii_uppercase() {
+                                letter.to_ascii_uppercase()
+                            } else {
+                                letter
+                            }
                         }
-                    }
-                    false => c,
-                })
+                        false => c,
+                    },
+                )
                 .collect()
         };
         match sample {
@@ -123,8 +125,15 @@ pub async fn routing_accuracy(
     if examples.is_empty() {
         return Ok(None);
     }
-    let features =
-        sample_features(model, learner, &examples, tokenizer.pad_id(), batch_size, device).await?;
+    let features = sample_features(
+        model,
+        learner,
+        &examples,
+        tokenizer.pad_id(),
+        batch_size,
+        device,
+    )
+    .await?;
     let right = features
         .iter()
         .zip(&truth)

@@ -325,7 +325,10 @@ impl TaskIdentifier {
                 // tr(C^-1 S_t) over the lower triangle, off-diagonal twice.
                 let mut trace = 0.0f64;
                 for i in 0..d {
-                    let (p, s) = (&precision[i * d..i * d + i + 1], &t.scatter[i * d..i * d + i + 1]);
+                    let (p, s) = (
+                        &precision[i * d..i * d + i + 1],
+                        &t.scatter[i * d..i * d + i + 1],
+                    );
                     let off: f64 = p[..i].iter().zip(&s[..i]).map(|(a, b)| a * b).sum();
                     trace += 2.0 * off + p[i] * s[i];
                 }
@@ -347,7 +350,11 @@ async fn moments(
     let mean = rows.clone().mean_dim(0); // [1, d]
     let centred = rows - mean.clone(); // [n, d]
     let scatter = centred.clone().transpose().matmul(centred); // [d, d]
-    let mut values = read_vec(Tensor::cat(vec![mean.reshape([d]), scatter.reshape([d * d])], 0)).await?;
+    let mut values = read_vec(Tensor::cat(
+        vec![mean.reshape([d]), scatter.reshape([d * d])],
+        0,
+    ))
+    .await?;
     let scatter = values.split_off(d);
     Ok((values, scatter))
 }
@@ -446,8 +453,16 @@ mod tests {
     fn the_nearest_task_wins_and_far_features_are_no_task() {
         // Two clusters in 2-D around (0, 0) and (10, 0), spread 1 along x.
         let mut router = TaskIdentifier::new(2);
-        add(&mut router, &[-1.0, 0.5, 1.0, -0.5, 0.0, 0.0, 0.5, 0.2], 1.0);
-        add(&mut router, &[9.0, 0.5, 11.0, -0.5, 10.0, 0.0, 10.5, 0.2], 1.0);
+        add(
+            &mut router,
+            &[-1.0, 0.5, 1.0, -0.5, 0.0, 0.0, 0.5, 0.2],
+            1.0,
+        );
+        add(
+            &mut router,
+            &[9.0, 0.5, 11.0, -0.5, 10.0, 0.0, 10.5, 0.2],
+            1.0,
+        );
         let near = router.identify(&[9.5, 0.1]).unwrap();
         assert!(near.distances[1] < near.distances[0]);
         assert!(near.posterior[1] > 0.99);
@@ -468,8 +483,16 @@ mod tests {
     #[test]
     fn a_rebuilt_router_identifies_exactly_as_the_original() {
         let mut router = TaskIdentifier::new(3);
-        add(&mut router, &[1.0, 0.0, 0.5, 0.8, 0.1, 0.4, 1.2, -0.1, 0.6], 0.9);
-        add(&mut router, &[0.0, 1.0, 0.5, 0.1, 0.9, 0.7, -0.2, 1.1, 0.3], 0.9);
+        add(
+            &mut router,
+            &[1.0, 0.0, 0.5, 0.8, 0.1, 0.4, 1.2, -0.1, 0.6],
+            0.9,
+        );
+        add(
+            &mut router,
+            &[0.0, 1.0, 0.5, 0.1, 0.9, 0.7, -0.2, 1.1, 0.3],
+            0.9,
+        );
         let copy = TaskIdentifier::from_parts(3, router.tasks().to_vec()).unwrap();
         assert_eq!(copy, router);
         assert!(TaskIdentifier::from_parts(2, router.tasks().to_vec()).is_none());
@@ -480,9 +503,21 @@ mod tests {
         // Task 0's features spread 1 along x; task 1's spread 10: the pooled
         // covariance grows, task 0's distances shrink, and so must its range.
         let mut router = TaskIdentifier::new(2);
-        add(&mut router, &[-1.0, 0.1, 1.0, -0.1, 0.5, 0.0, -0.5, 0.05, 0.8, -0.05], 1.0);
+        add(
+            &mut router,
+            &[-1.0, 0.1, 1.0, -0.1, 0.5, 0.0, -0.5, 0.05, 0.8, -0.05],
+            1.0,
+        );
         let alone = router.thresholds()[0];
-        add(&mut router, &[40.0, 1.0, 60.0, -1.0, 45.0, 0.5, 55.0, -0.5, 50.0, 0.0], 1.0);
-        assert!(router.thresholds()[0] < alone, "{} !< {alone}", router.thresholds()[0]);
+        add(
+            &mut router,
+            &[40.0, 1.0, 60.0, -1.0, 45.0, 0.5, 55.0, -0.5, 50.0, 0.0],
+            1.0,
+        );
+        assert!(
+            router.thresholds()[0] < alone,
+            "{} !< {alone}",
+            router.thresholds()[0]
+        );
     }
 }

@@ -22,18 +22,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{LlamaConfig, Site};
 pub use baselines::SharedLora;
+use lda::TaskIdentifier;
 pub(crate) use mixture::Mixture;
 use mixture::{ExpertWeights, SiteMix};
 pub(crate) use pool::SubExpertConfig;
 use pool::{SubExpert, SubExpertPool};
-use lda::TaskIdentifier;
 pub use router::{Route, RouterKind};
 pub(crate) use router::{layer_features, pull_loss, push_loss, query_features};
 pub use state::STATE_FORMAT_VERSION;
 
 pub use task::{Capacity, GateKind, TaskParams};
-use task::{TaskStart, gate_weights_host, logit_for};
 pub(crate) use task::{LearnedTask, read_vec, top_positions, unit};
+use task::{TaskStart, gate_weights_host, logit_for};
 
 /// Every number of the method (docs/METHOD.md); serialised with each run.
 #[derive(Config, Debug, PartialEq)]
@@ -854,7 +854,9 @@ impl Learner {
         tasks.push(task);
         if self.config.router == RouterKind::Gaussian {
             let quantile = self.config.none_quantile;
-            self.identifier.add_task(features, quantile, &device).await?;
+            self.identifier
+                .add_task(features, quantile, &device)
+                .await?;
         }
         Ok(capacity)
     }
@@ -1078,6 +1080,27 @@ mod tests {
         for method in Method::ALL {
             assert_eq!(rank_budget(method), (8, 2.0), "{}", method.name());
         }
+    }
+
+    #[test]
+    fn settings_saved_before_the_router_settings_read_as_legacy() {
+        // A file from before the Gaussian router: its rank, nothing newer.
+        let old = serde_json::json!({ "rank": 2 });
+        let mut saved = serde_json::to_value(MoseConfig::legacy()).unwrap();
+        saved
+            .as_object_mut()
+            .unwrap()
+            .retain(|k, _| !["router", "gate"].contains(&k.as_str()));
+        saved["rank"] = 2.into();
+        for value in [old, saved] {
+            let config = MoseConfig::from_json(value).unwrap();
+            assert_eq!(config, MoseConfig::legacy().with_rank(2));
+        }
+        // A file of this version keeps what it says, defaults for the rest.
+        let new = serde_json::json!({ "router": "gaussian", "gate": "norga" });
+        let config = MoseConfig::from_json(new).unwrap();
+        assert_eq!(config, MoseConfig::new().with_gate(GateKind::Norga));
+        assert!(MoseConfig::from_json(serde_json::json!({ "router": "lda" })).is_err());
     }
 
     #[test]

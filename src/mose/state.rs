@@ -16,8 +16,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 
-use super::pool::SubExpert;
 use super::lda::{TaskIdentifier, TaskStats};
+use super::pool::SubExpert;
 use super::task::LearnedTask;
 use super::{
     Capacity, Learner, LearnerState, Method, MoseConfig, MoseError, RouterKind, SiteSpec,
@@ -183,7 +183,11 @@ impl Learner {
                 let id = &self.identifier;
                 let (width, stats) = (id.dim(), id.tasks());
                 let means = stats.iter().flat_map(|t| t.mean.iter().map(|&m| m as f32));
-                tensors.push(("router.means".into(), vec![stats.len(), width], means.collect()));
+                tensors.push((
+                    "router.means".into(),
+                    vec![stats.len(), width],
+                    means.collect(),
+                ));
                 for (t, task) in stats.iter().enumerate() {
                     let scatter = task.scatter.iter().map(|&v| v as f32).collect();
                     tensors.push((format!("router.scatter.{t}"), vec![width, width], scatter));
@@ -222,8 +226,9 @@ impl Learner {
         device: &Device,
     ) -> Result<Self, MoseError> {
         let not_a_state = |reason: String| MoseError::NotAState { reason };
-        let header: Header = saved::read_description(bytes, STATE_KEY, OLDEST_STATE_FORMAT..=STATE_FORMAT_VERSION)
-            .map_err(|e| match e {
+        let header: Header =
+            saved::read_description(bytes, STATE_KEY, OLDEST_STATE_FORMAT..=STATE_FORMAT_VERSION)
+                .map_err(|e| match e {
                 ReadError::NotSafetensors(reason) | ReadError::Json(reason) => not_a_state(reason),
                 ReadError::NoDescription => not_a_state("it has no MoSE Lab description".into()),
                 ReadError::Version(found) => MoseError::UnsupportedVersion {

@@ -48,7 +48,10 @@ pub(crate) fn gate_weights_host(
             }
         }
         GateKind::Softmax | GateKind::Norga => {
-            let shaped: Vec<f32> = logits.iter().map(|&g| norga(g as f64, config) as f32).collect();
+            let shaped: Vec<f32> = logits
+                .iter()
+                .map(|&g| norga(g as f64, config) as f32)
+                .collect();
             for (&p, w) in chosen.iter().zip(softmax_at(&shaped, chosen, 1.0)) {
                 weights[p] = w;
             }
@@ -127,7 +130,9 @@ impl TaskParams {
                 .iter()
                 .enumerate()
                 .map(|(s, spec)| match &start.modulation {
-                    Some(m) => Param::from_data(TensorData::new(m[s].clone(), [spec.d_out]), device),
+                    Some(m) => {
+                        Param::from_data(TensorData::new(m[s].clone(), [spec.d_out]), device)
+                    }
                     None => Param::from_tensor(Tensor::zeros([spec.d_out], device)),
                 })
                 .collect()
@@ -362,7 +367,9 @@ mod tests {
         let sigmoid = MoseConfig::new().with_gate(GateKind::Sigmoid);
         let w = gate_weights_host(&[0.0, 0.0, 5.0], Some(&[0, 1]), &sigmoid);
         assert_eq!(w, vec![1.0, 1.0, 0.0]);
-        assert!((gate_weights_host(&[logit_for(0.3, &sigmoid)], None, &sigmoid)[0] - 0.3).abs() < 1e-6);
+        assert!(
+            (gate_weights_host(&[logit_for(0.3, &sigmoid)], None, &sigmoid)[0] - 0.3).abs() < 1e-6
+        );
         // NoRGa at alpha = tau = 1: logits 0 and 1 become 0 and 1 + tanh 1.
         let norga = MoseConfig::new().with_gate(GateKind::Norga);
         let w = gate_weights_host(&[0.0, 1.0], None, &norga);

@@ -14,9 +14,9 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
@@ -313,7 +313,9 @@ impl TaskRun {
                 let (rows, whole) =
                     task_features(model, learner, examples, pad_id, config, device).await?;
                 let width = learner.feature_width();
-                familiar = learner.familiar_task(&rows[..whole * width], device).await?;
+                familiar = learner
+                    .familiar_task(&rows[..whole * width], device)
+                    .await?;
                 features = Some(rows);
                 let start = learner.task_start(familiar).await?;
                 Trainable::Task(learner.new_task(vec![0.0; hidden], start, &train_device))
@@ -400,7 +402,8 @@ impl TaskRun {
                 return Ok(RunEnd::Stopped);
             }
         }
-        let gaussian = learner.method().is_routed() && learner.config().router == RouterKind::Gaussian;
+        let gaussian =
+            learner.method().is_routed() && learner.config().router == RouterKind::Gaussian;
         if gaussian && self.features.is_none() {
             let (rows, _) =
                 task_features(model, learner, examples, pad_id, &self.config, device).await?;
@@ -430,7 +433,9 @@ impl TaskRun {
             Trainable::Task(params) => {
                 let chosen = self.settled.take().unwrap_or_default();
                 let features = self.features.take().unwrap_or_default();
-                learner.add_task(self.name, params, chosen, &features).await?
+                learner
+                    .add_task(self.name, params, chosen, &features)
+                    .await?
             }
             Trainable::Shared(lora) => learner.set_shared(self.name, lora),
         })
