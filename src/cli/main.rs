@@ -47,7 +47,7 @@ enum Command {
     /// Score a project's saved states on every task's held-out samples and
     /// print the R matrix, ACC/BWT/FWT and routing accuracy.
     Eval(sequence::EvalArgs),
-    /// Show which task the router picks for a prompt, with every task's similarity.
+    /// Show which task the router picks for a prompt (or none), with every task's score.
     Route(sequence::RouteArgs),
     /// Generate text from a prompt with a base model.
     Generate(tools::GenerateArgs),
