@@ -479,29 +479,14 @@ fn bad_files_get_one_clear_message_and_exit_code_2() {
         out,
     ]);
     assert!(message.contains("no samples"), "{message}");
+    // A MoSE setting that does not exist, and one whose value is not allowed.
     let devil = repo("www/packs/devil");
-    let message = refused(&[
-        "train",
-        &devil,
-        "--model",
-        model,
-        "--out",
-        out,
-        "--mose",
-        "routr=key",
-    ]);
-    assert!(message.contains("no setting routr"), "{message}");
-    let message = refused(&[
-        "train",
-        &devil,
-        "--model",
-        model,
-        "--out",
-        out,
-        "--mose",
-        "router=lda",
-    ]);
-    assert!(message.contains("router"), "{message}");
+    for (setting, says) in [("routr=key", "no setting routr"), ("router=lda", "router")] {
+        let message = refused(&[
+            "train", &devil, "--model", model, "--out", out, "--mose", setting,
+        ]);
+        assert!(message.contains(says), "{message}");
+    }
     let message = refused(&["train", "/no/such/file.txt", "--model", model, "--out", out]);
     assert!(message.contains("/no/such/file.txt"), "{message}");
     let message = refused(&["eval", binary.to_str().unwrap(), "--model", model]);

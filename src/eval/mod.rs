@@ -144,53 +144,13 @@ pub async fn route_prompt(
     if examples.is_empty() {
         return Ok(learner.route(&[]));
     }
-    let feature = sample_features(model, learner, &examples, tokenizer.pad_id(), 8, device)
+    // A long prompt's windows, all in one batch: one sample.
+    let batch = examples.len();
+    let feature = sample_features(model, learner, &examples, tokenizer.pad_id(), batch, device)
         .await?
         .pop()
         .unwrap_or_default();
     Ok(learner.route(&feature))
-}
-
-/// The router's decision for each sample of `samples` (text or pairs, as a
-/// task holds them), read as held-out examples are; `None` where a sample
-/// cannot be tokenized.
-///
-/// # Errors
-/// [`MoseError::Read`] when the device cannot hand the features back.
-pub async fn route_samples(
-    model: &Llama,
-    learner: &Learner,
-    tokenizer: &Tokenizer,
-    samples: &[Sample],
-    data: &DataConfig,
-    batch_size: usize,
-    device: &Device,
-) -> Result<Vec<Option<Route>>, MoseError> {
-    let mut examples = Vec::new();
-    let mut owner = Vec::new();
-    for (i, sample) in samples.iter().enumerate() {
-        if let Ok(found) = tokenize(sample, tokenizer, data) {
-            owner.push(i);
-            examples.extend(found);
-        }
-    }
-    let mut routes = vec![None; samples.len()];
-    if examples.is_empty() {
-        return Ok(routes);
-    }
-    let features = sample_features(
-        model,
-        learner,
-        &examples,
-        tokenizer.pad_id(),
-        batch_size,
-        device,
-    )
-    .await?;
-    for (i, feature) in owner.into_iter().zip(features) {
-        routes[i] = Some(learner.route(&feature));
-    }
-    Ok(routes)
 }
 
 /// Generates a continuation of `prompt` the way a person gets one: the

@@ -340,12 +340,6 @@ impl TaskRun {
         })
     }
 
-    /// The earlier task this one builds on, reusing its sub-experts instead
-    /// of adding new ones (`None` for a new kind of text).
-    pub fn builds_on(&self) -> Option<usize> {
-        self.familiar
-    }
-
     /// The task's name.
     pub fn name(&self) -> &str {
         &self.name
