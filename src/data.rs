@@ -465,6 +465,52 @@ pub fn tokenize(
     }
 }
 
+/// A text a person typed, read as its task's samples were read, so that the
+/// router sees the same kind of query: when every non-empty line is a pair
+/// line (`prompt => answer`, or `prompt =>` awaiting its answer), one query
+/// per line, `[bos] + encode(prompt + prompt_suffix)` (a pair's query, its
+/// prompt cut from the left to fit); otherwise the text as one text sample
+/// (its windows). Each returned example's `window` says which sample it
+/// belongs to, as [`tokenize`]'s do.
+///
+/// # Errors
+/// As [`tokenize`]'s for text; [`DataError::Tokenizer`] for a line.
+pub fn prompt_queries(
+    text: &str,
+    tokenizer: &Tokenizer,
+    config: &DataConfig,
+) -> Result<Vec<Example>, DataError> {
+    let text = text.replace("\r\n", "\n");
+    let prompts: Option<Vec<&str>> = text
+        .split('\n')
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| split_pair(line, &config.pair_separator).map(|(prompt, _)| prompt))
+        .map(|prompt| prompt.filter(|p| !p.is_empty()))
+        .collect();
+    let prompts = match prompts {
+        Some(prompts) if !prompts.is_empty() => prompts,
+        _ => return tokenize(&Sample::Text(text.trim().to_string()), tokenizer, config),
+    };
+    let bos: Vec<u32> = tokenizer.special().bos.into_iter().collect();
+    let keep = config.max_seq_len.saturating_sub(bos.len()).max(1);
+    prompts
+        .into_iter()
+        .map(|prompt| {
+            let mut prompt_ids =
+                tokenizer.encode(&format!("{prompt}{}", config.prompt_suffix), false)?;
+            prompt_ids.drain(..prompt_ids.len().saturating_sub(keep));
+            let ids: Vec<u32> = bos.iter().copied().chain(prompt_ids).collect();
+            Ok(Example {
+                targets: vec![false; ids.len().saturating_sub(1)],
+                query_len: ids.len(),
+                ids,
+                answer: None,
+                window: 0,
+            })
+        })
+        .collect()
+}
+
 /// Examples padded on the right to one length, as flat row-major host
 /// vectors ready to become tensors.
 ///
@@ -845,6 +891,37 @@ mod tests {
                 Err(DataError::TooFewSamples { samples }) if samples == n
             ));
         }
+    }
+
+    #[test]
+    fn a_typed_prompt_is_read_as_its_task_samples_are() {
+        let (tok, config) = (tokenizer(), DataConfig::default());
+        // Pair lines, answered or awaiting their answer: each line's prompt
+        // is a query exactly as the pair's training example starts.
+        let typed = prompt_queries("bolivia => B AH0 L\r\n\nabandon =>\n", &tok, &config).unwrap();
+        for (query, (prompt, answer)) in
+            typed.iter().zip([("bolivia", "B AH0 L"), ("abandon", "x")])
+        {
+            let trained = &tokenize(&pair(prompt, answer), &tok, &config).unwrap()[0];
+            assert_eq!(query.ids, trained.ids[..trained.query_len]);
+            assert_eq!((query.query_len, query.window), (trained.query_len, 0));
+            assert!(query.targets.iter().all(|&t| !t));
+        }
+        assert_eq!(typed.len(), 2);
+        // Anything else is one text sample.
+        let text = "A paragraph => with an arrow\nand a line without one.";
+        assert_eq!(
+            prompt_queries(text, &tok, &config).unwrap(),
+            tokenize(&Sample::Text(text.to_string()), &tok, &config).unwrap()
+        );
+        // A long prompt keeps its end, where the separator is.
+        let short = DataConfig {
+            max_seq_len: 4,
+            ..config.clone()
+        };
+        let cut = prompt_queries(&format!("{} =>", "word ".repeat(40)), &tok, &short).unwrap();
+        assert_eq!(cut[0].ids.len(), 4);
+        assert_eq!(cut[0].ids.last(), tok.encode(" =>", false).unwrap().last());
     }
 
     #[test]

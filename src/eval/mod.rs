@@ -17,7 +17,7 @@ use std::ops::Range;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{DataConfig, Example, PaddedBatch, Sample, tokenize};
+use crate::data::{DataConfig, Example, PaddedBatch, prompt_queries};
 use crate::model::generate::{GenerateError, Generation, GenerationConfig, generate_adapted};
 use crate::model::{Frozen, Llama, next_token_nll};
 use crate::mose::{Learner, MoseError, Route, read_vec};
@@ -125,8 +125,9 @@ pub async fn score_task(
     })
 }
 
-/// The router's decision for a prompt a person typed: its query feature is
-/// taken as a task's text example's is (start token, text, end token).
+/// The router's decision for a prompt a person typed, read as its task's
+/// samples are read ([`prompt_queries`]): a text's windows, or each pair
+/// line's prompt; the samples' features averaged into one.
 ///
 /// # Errors
 /// [`MoseError::Read`] when the prompt cannot be tokenized or the device
@@ -139,18 +140,24 @@ pub async fn route_prompt(
     data: &DataConfig,
     device: &Device,
 ) -> Result<Route, MoseError> {
-    let examples = tokenize(&Sample::Text(prompt.to_string()), tokenizer, data)
-        .map_err(|e| MoseError::Read(e.to_string()))?;
+    let examples =
+        prompt_queries(prompt, tokenizer, data).map_err(|e| MoseError::Read(e.to_string()))?;
     if examples.is_empty() {
         return Ok(learner.route(&[]));
     }
-    // A long prompt's windows, all in one batch: one sample.
+    // Every window and line in one batch.
     let batch = examples.len();
-    let feature = sample_features(model, learner, &examples, tokenizer.pad_id(), batch, device)
-        .await?
-        .pop()
-        .unwrap_or_default();
-    Ok(learner.route(&feature))
+    let features =
+        sample_features(model, learner, &examples, tokenizer.pad_id(), batch, device).await?;
+    let mut pooled = vec![0.0f64; learner.feature_width()];
+    for feature in &features {
+        for (p, &x) in pooled.iter_mut().zip(feature) {
+            *p += x as f64;
+        }
+    }
+    let samples = features.len().max(1) as f64;
+    let pooled: Vec<f32> = pooled.iter().map(|p| (p / samples) as f32).collect();
+    Ok(learner.route(&pooled))
 }
 
 /// Generates a continuation of `prompt` the way a person gets one: the
