@@ -82,15 +82,16 @@ impl SequenceReport {
         summarize(&self.r_matrix(routing), &base)
     }
 
-    /// Where the router sent each held-out sample after the last task, or
-    /// `None` for methods without a router.
+    /// Where the router sent each held-out sample of the learned tasks after
+    /// the last one, or `None` for methods without a router. Tasks not
+    /// learned yet are left out: for them no task is the right answer.
     pub fn confusion(&self) -> Option<Confusion> {
         if !self.method.is_routed() {
             return None;
         }
         let last = self.routed.last()?;
         let mut confusion = Confusion::new(self.tasks.len());
-        for (truth, score) in last.iter().enumerate() {
+        for (truth, score) in last.iter().enumerate().take(self.routed.len()) {
             for &chosen in &score.routed_to {
                 confusion.add(truth, chosen);
             }
@@ -304,4 +305,35 @@ pub async fn run_sequence(
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(Some(report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routed_to(tasks: &[Option<usize>]) -> TaskScore {
+        TaskScore {
+            log_likelihood: -1.0,
+            perplexity: 1.0_f64.exp(),
+            tokens: 1,
+            exact_match: None,
+            routed_to: tasks.to_vec(),
+        }
+    }
+
+    #[test]
+    fn routing_accuracy_counts_only_the_learned_tasks() {
+        let mut report = SequenceReport::new(Method::Mose);
+        report.tasks = vec!["a".into(), "b".into(), "c".into()];
+        // One task learned: its samples went home; the two tasks not learned
+        // yet went to no task, as they should.
+        report.routed.push(vec![
+            routed_to(&[Some(0), Some(0)]),
+            routed_to(&[None, None]),
+            routed_to(&[None]),
+        ]);
+        let confusion = report.confusion().expect("MoSE routes");
+        assert_eq!(confusion.accuracy(), Some(1.0));
+        assert_eq!(confusion.none, vec![0, 0, 0]);
+    }
 }
