@@ -40,11 +40,13 @@ cargo run --quiet --features wgpu-tests,cli --bin mose -- pretrain --steps 10 --
   --train-bytes 2000000 --out target/pretrain-smoke 2>&1 | tee "$log/pretrain"
 
 section "wasm tests in headless Chromium: WebGPU and cpu"
+# With the app's feature, so that this build also makes the app's binary and
+# the end-to-end build below reuses all of it (profile wasm-test, Cargo.toml).
 CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=600 \
-  cargo test --profile wasm-test --target wasm32-unknown-unknown --test web 2>&1 | tee "$log/wasm"
+  cargo test --profile wasm-test --target wasm32-unknown-unknown --features app --test web 2>&1 | tee "$log/wasm"
 
 section "end-to-end: the built app in headless Chromium"
-trunk build --release 2>&1 | tail -n 5
+trunk build --cargo-profile wasm-test 2>&1 | tail -n 5
 SHOTS=docs/screenshots node --test --test-reporter=spec tests/e2e/ 2>&1 | tee "$log/e2e"
 
 section ""

@@ -7,7 +7,8 @@
 // which is still there after a reload. Last, a stored project damaged in
 // the browser's storage: the page says so and exports its bytes unchanged.
 //
-// usage, from the repository root, after `trunk build --release`:
+// usage, from the repository root, after `trunk build --release` (scripts/test.sh
+// builds with `--cargo-profile wasm-test`, which shares the wasm tests' build):
 //   node --test --test-reporter=spec tests/e2e/
 // (DIST=dist, CHROMIUM=/usr/bin/chromium, E2E_READY_TIMEOUT_MS=300000). The
 // selectors are in CONTRACT.md.

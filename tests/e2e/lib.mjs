@@ -43,7 +43,7 @@ export const tid = (id) => `[data-testid="${id}"]`;
 
 /** Serves dist/ on 127.0.0.1 at an ephemeral port: `{ origin, close }`. */
 export async function startServer() {
-  assert.ok(fs.existsSync(path.join(dist, 'index.html')), `no ${dist}/index.html: run trunk build --release first`);
+  assert.ok(fs.existsSync(path.join(dist, 'index.html')), `no ${dist}/index.html: run trunk build --release (or scripts/test.sh) first`);
   const server = http.createServer((req, res) => {
     let p = decodeURIComponent(new URL(req.url, 'http://localhost').pathname);
     if (p.endsWith('/')) p += 'index.html';

@@ -6,7 +6,8 @@
 // be discarded. Last, the page reloads with the network off: the service
 // worker's copy serves it.
 //
-// usage, from the repository root, after `trunk build --release`:
+// usage, from the repository root, after `trunk build --release` (scripts/test.sh
+// builds with `--cargo-profile wasm-test`, which shares the wasm tests' build):
 //   node --test --test-reporter=spec tests/e2e/
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
