@@ -424,8 +424,7 @@ pub fn tokenize(
             Ok(examples)
         }
         Sample::Pair { prompt, answer } => {
-            let prompt_text = format!("{prompt}{}", config.prompt_suffix);
-            let mut prompt_ids = tokenizer.encode(&prompt_text, false)?;
+            let mut prompt_ids = prompt_ids(prompt, tokenizer, config)?;
             let answer_ids = tokenizer.encode(&format!(" {answer}"), false)?;
             let fixed = usize::from(special.bos.is_some())
                 + answer_ids.len()
@@ -448,7 +447,7 @@ pub fn tokenize(
             ids.extend(special.eos);
             if ids.len() < 2 || answer_start == 0 || answer_start == ids.len() {
                 return Err(DataError::TooShort {
-                    sample: preview(&format!("{prompt_text} {answer}")),
+                    sample: preview(&format!("{prompt}{} {answer}", config.prompt_suffix)),
                     ids: ids.len(),
                 });
             }
@@ -484,8 +483,9 @@ pub fn prompt_queries(
     let prompts: Option<Vec<&str>> = text
         .split('\n')
         .filter(|line| !line.trim().is_empty())
-        .map(|line| split_pair(line, &config.pair_separator).map(|(prompt, _)| prompt))
-        .map(|prompt| prompt.filter(|p| !p.is_empty()))
+        .map(|line| {
+            split_pair(line, &config.pair_separator).and_then(|(p, _)| (!p.is_empty()).then_some(p))
+        })
         .collect();
     let prompts = match prompts {
         Some(prompts) if !prompts.is_empty() => prompts,
@@ -496,8 +496,7 @@ pub fn prompt_queries(
     prompts
         .into_iter()
         .map(|prompt| {
-            let mut prompt_ids =
-                tokenizer.encode(&format!("{prompt}{}", config.prompt_suffix), false)?;
+            let mut prompt_ids = prompt_ids(prompt, tokenizer, config)?;
             prompt_ids.drain(..prompt_ids.len().saturating_sub(keep));
             let ids: Vec<u32> = bos.iter().copied().chain(prompt_ids).collect();
             Ok(Example {
@@ -509,6 +508,15 @@ pub fn prompt_queries(
             })
         })
         .collect()
+}
+
+/// A pair's prompt as the model reads it: `encode(prompt + prompt_suffix)`.
+fn prompt_ids(
+    prompt: &str,
+    tokenizer: &Tokenizer,
+    config: &DataConfig,
+) -> Result<Vec<u32>, DataError> {
+    Ok(tokenizer.encode(&format!("{prompt}{}", config.prompt_suffix), false)?)
 }
 
 /// Examples padded on the right to one length, as flat row-major host

@@ -145,8 +145,7 @@ pub async fn route_prompt(
     if examples.is_empty() {
         return Ok(learner.route(&[]));
     }
-    // Every window and line in one batch.
-    let batch = examples.len();
+    let batch = learner.config().route_batch_size;
     let features =
         sample_features(model, learner, &examples, tokenizer.pad_id(), batch, device).await?;
     let mut pooled = vec![0.0f64; learner.feature_width()];

@@ -121,6 +121,11 @@ pub struct MoseConfig {
     /// first this many query tokens, so a short prompt routes like a sample.
     #[config(default = 16)]
     pub route_prefix_tokens: usize,
+    /// Windows (or pair lines) of a typed prompt read per forward pass when
+    /// routing it: a long pasted text costs several passes, never one
+    /// unbounded batch.
+    #[config(default = 32)]
+    pub route_batch_size: usize,
     /// Beyond the nearest task's range the base model answers ("none of these").
     #[config(default = true)]
     pub none_of_these: bool,
@@ -972,6 +977,7 @@ fn validate(config: &MoseConfig, model: &LlamaConfig) -> Result<Vec<SiteSpec>, M
         ("moe_top_k", config.moe_top_k),
         ("route_feature_width", config.route_feature_width),
         ("route_sample_cap", config.route_sample_cap),
+        ("route_batch_size", config.route_batch_size),
     ];
     if let Some((field, value)) = positive.iter().find(|(_, v)| *v == 0) {
         return Err(invalid(
