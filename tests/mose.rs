@@ -536,6 +536,55 @@ fn a_related_task_reuses_sub_experts_and_an_unseen_one_gets_the_base_model() {
 }
 
 #[test]
+fn the_routers_model_of_the_base_models_own_text_saves_and_loads_exactly() {
+    let device = Device::flex();
+    let s = setup(24, 5, &device);
+    let (model, pad, splits) = (&s.model, s.pad, &s.splits);
+    let config = TrainConfig::new()
+        .with_steps_per_task(4)
+        .with_learning_rate(1e-2);
+    let mose = MoseConfig::new()
+        .with_query_layer(Some(0))
+        .with_background_texts(24)
+        .with_background_tokens(12);
+    let mut learner = Learner::new(Method::Mose, mose, model.config(), 7, &device).unwrap();
+    assert!(learner.needs_background());
+    for split in &splits[..2] {
+        pollster::block_on(s.learn(&mut learner, split, &config, &device));
+    }
+    // Read once, with the first task.
+    assert!(!learner.needs_background());
+    let bytes = pollster::block_on(learner.to_bytes(model.config())).unwrap();
+    let loaded = Learner::from_bytes(&bytes, model.config(), &device).unwrap();
+    assert!(!loaded.needs_background());
+    assert_eq!(
+        pollster::block_on(loaded.to_bytes(model.config())).unwrap(),
+        bytes
+    );
+    let routes = |l: &Learner| {
+        let mut routes = Vec::new();
+        for split in splits {
+            let score = pollster::block_on(mose_lab::eval::score_task(
+                model,
+                Some(l),
+                0,
+                &split.heldout,
+                pad,
+                Routing::Routed,
+                8,
+                &device,
+            ))
+            .unwrap();
+            routes.push(score.routed_to);
+        }
+        routes
+    };
+    let found = routes(&learner);
+    println!("routes with the background: {found:?}");
+    assert_eq!(routes(&loaded), found);
+}
+
+#[test]
 fn a_state_saved_before_the_gaussian_router_opens_with_its_keys() {
     let device = Device::flex();
     let s = setup(24, 5, &device);

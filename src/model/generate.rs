@@ -383,6 +383,97 @@ async fn run(
     })
 }
 
+/// What [`sample_texts`] writes: `count` texts of `tokens` tokens each after
+/// the start token, drawn at `temperature` from the model's own next-token
+/// distribution, `batch` texts per pass, seeded by `seed`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextSampling {
+    /// The token every text starts from (the model's start of text).
+    pub start: u32,
+    /// Texts to write.
+    pub count: usize,
+    /// New tokens per text (fewer when the model's context is shorter).
+    pub tokens: usize,
+    /// Softmax temperature (above 0).
+    pub temperature: f64,
+    /// Texts decoded together in one batch.
+    pub batch: usize,
+    /// Seeds the draws.
+    pub seed: u64,
+}
+
+/// Texts the frozen model writes by itself from its start token: every
+/// token drawn from `softmax(logits / temperature)` over the whole
+/// vocabulary, with no stop. Each text is returned as its ids, start token
+/// first.
+///
+/// # Errors
+/// [`GenerateError::BadConfig`] for a temperature not above 0, and
+/// [`GenerateError::Read`] when the device cannot hand the logits back.
+pub async fn sample_texts(
+    model: &Llama,
+    sampling: &TextSampling,
+    device: &Device,
+) -> Result<Vec<Vec<u32>>, GenerateError> {
+    if !(sampling.temperature > 0.0 && sampling.temperature.is_finite()) {
+        return Err(GenerateError::BadConfig {
+            field: "temperature",
+            value: sampling.temperature.to_string(),
+            reason: "sampling texts needs a temperature above 0",
+        });
+    }
+    let tokens = sampling
+        .tokens
+        .min(model.config().max_position_embeddings.saturating_sub(1));
+    let mut rng = StdRng::seed_from_u64(sampling.seed);
+    let mut texts = Vec::with_capacity(sampling.count);
+    while texts.len() < sampling.count {
+        let b = sampling.batch.max(1).min(sampling.count - texts.len());
+        let mut rows: Vec<Vec<u32>> = vec![vec![sampling.start]; b];
+        let mut cache = KvCache::new();
+        let mut input: Vec<u32> = rows.iter().map(|r| r[0]).collect();
+        for _ in 0..tokens {
+            let ids: Vec<i64> = input.iter().map(|&id| id as i64).collect();
+            let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, 1]), device);
+            let logits = model.forward_cached(ids, &mut cache); // [b, 1, vocab]
+            let [_, _, vocab] = logits.dims();
+            let logits = logits
+                .reshape([b, vocab])
+                .into_data_async()
+                .await
+                .map_err(|e| GenerateError::Read(e.to_string()))?
+                .try_into_vec::<f32>()
+                .map_err(|e| GenerateError::Read(format!("{e:?}")))?;
+            for (row, logits) in rows.iter_mut().zip(logits.chunks_exact(vocab)) {
+                row.push(draw(logits, sampling.temperature, &mut rng));
+            }
+            input = rows.iter().map(|r| r[r.len() - 1]).collect();
+            crate::backend::yield_now().await;
+        }
+        texts.extend(rows);
+    }
+    Ok(texts)
+}
+
+/// One id drawn from `softmax(logits / temperature)` by inverting its
+/// cumulative sum at a uniform draw.
+fn draw(logits: &[f32], temperature: f64, rng: &mut StdRng) -> u32 {
+    let best = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let weights: Vec<f64> = logits
+        .iter()
+        .map(|&l| ((l as f64 - best) / temperature).exp())
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let mut left = rng.random_range(0.0..total);
+    for (id, w) in weights.iter().enumerate() {
+        if left < *w {
+            return id as u32;
+        }
+        left -= w;
+    }
+    (weights.len() - 1) as u32
+}
+
 /// Runs `input` through the model after what `cache` holds and returns the
 /// logits of its last position.
 async fn last_logits(
@@ -446,6 +537,51 @@ mod tests {
             temperature,
             ..GenerationConfig::default()
         }
+    }
+
+    #[test]
+    fn a_draw_follows_the_softmax() {
+        let mut rng = StdRng::seed_from_u64(3);
+        // One logit far above the rest takes every draw.
+        for _ in 0..20 {
+            assert_eq!(draw(&[0.0, 40.0, 0.0], 1.0, &mut rng), 1);
+        }
+        // Logits ln 1 and ln 3: the second about three times in four.
+        let second = (0..4000)
+            .filter(|_| draw(&[0.0, 3f32.ln()], 1.0, &mut rng) == 1)
+            .count();
+        assert!((2850..3150).contains(&second), "{second} of 4000");
+    }
+
+    #[test]
+    fn the_model_writes_seeded_texts_from_its_start_token() {
+        let device = Device::flex();
+        let model = crate::model::LlamaConfig::new(32, 8, 16, 2, 2, 1).init(&device);
+        let sampling = TextSampling {
+            start: 3,
+            count: 5,
+            tokens: 6,
+            temperature: 1.0,
+            batch: 2,
+            seed: 9,
+        };
+        let texts = pollster::block_on(sample_texts(&model, &sampling, &device)).unwrap();
+        assert_eq!(texts.len(), 5);
+        for text in &texts {
+            assert_eq!(text.len(), 7);
+            assert_eq!(text[0], 3);
+            assert!(text.iter().all(|&id| id < 32));
+        }
+        let again = pollster::block_on(sample_texts(&model, &sampling, &device)).unwrap();
+        assert_eq!(again, texts);
+        let cold = TextSampling {
+            temperature: 0.0,
+            ..sampling
+        };
+        assert!(matches!(
+            pollster::block_on(sample_texts(&model, &cold, &device)),
+            Err(GenerateError::BadConfig { .. })
+        ));
     }
 
     #[test]

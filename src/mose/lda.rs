@@ -24,6 +24,17 @@
 //! `tr(C^-1 S_t) / n_t`, which its scatter gives under any covariance, so the
 //! range follows the covariance exactly as the distances do.
 //!
+//! The base model's own text: optionally the router also keeps the same
+//! statistics of texts the frozen model wrote by itself (its "background",
+//! what it already does without any adapter). The background's scatter joins
+//! the pooled covariance, which so counts the spread of generic text too and
+//! weighs the directions that set a task apart from it; and a feature nearer
+//! the background's mean than every task's belongs to no learned task. This
+//! is the relative-distance idea of Ren et al. (2021) for near
+//! out-of-distribution text: a long passage of any prose sits near the
+//! centre of the model's features, inside every task's absolute range, but
+//! it is nearer the model's own prose than a task unlike it.
+//!
 //! The statistics are f64 on the host (`d` is a few hundred); the products
 //! over a task's training features run on the device.
 
@@ -53,6 +64,10 @@ pub(crate) struct TaskIdentifier {
     inverse_factor: Vec<f64>,
     /// `L^-1 mu_t` per task.
     whitened_means: Vec<Vec<f64>>,
+    /// The base model's own text, when the router models it.
+    background: Option<TaskStats>,
+    /// `L^-1 mu_b` for the background.
+    whitened_background: Option<Vec<f64>>,
     /// Per task, the squared distance beyond which a feature is not its.
     thresholds: Vec<f64>,
 }
@@ -64,6 +79,8 @@ pub(crate) struct Identification {
     pub distances: Vec<f64>,
     /// `softmax(-d^2 / 2)` in task order.
     pub posterior: Vec<f64>,
+    /// `d_b(x)^2` to the base model's own text, when the router models it.
+    pub background: Option<f64>,
 }
 
 impl TaskIdentifier {
@@ -76,9 +93,14 @@ impl TaskIdentifier {
     }
 
     /// Rebuilds a saved router; `None` when the parts do not fit together.
-    pub fn from_parts(dim: usize, tasks: Vec<TaskStats>) -> Option<Self> {
+    pub fn from_parts(
+        dim: usize,
+        tasks: Vec<TaskStats>,
+        background: Option<TaskStats>,
+    ) -> Option<Self> {
         if tasks
             .iter()
+            .chain(&background)
             .any(|t| t.mean.len() != dim || t.scatter.len() != dim * dim)
         {
             return None;
@@ -86,6 +108,7 @@ impl TaskIdentifier {
         let mut router = Self {
             dim,
             tasks,
+            background,
             ..Self::default()
         };
         router.solve();
@@ -100,6 +123,38 @@ impl TaskIdentifier {
     /// The tasks' statistics, in task order.
     pub fn tasks(&self) -> &[TaskStats] {
         &self.tasks
+    }
+
+    /// The statistics of the base model's own text, when the router models it.
+    pub fn background(&self) -> Option<&TaskStats> {
+        self.background.as_ref()
+    }
+
+    /// Models the base model's own text from its features (`[n, d]`
+    /// row-major, computed on `device`); every task's threshold follows the
+    /// new covariance.
+    ///
+    /// # Panics
+    /// On no rows or rows of another width (programmer errors).
+    pub async fn set_background(
+        &mut self,
+        features: &[f32],
+        device: &Device,
+    ) -> Result<(), MoseError> {
+        let d = self.dim;
+        assert!(
+            !features.is_empty() && features.len().is_multiple_of(d),
+            "background features must be whole rows of width {d}"
+        );
+        let (mean, scatter) = moments(features, d, device).await?;
+        self.background = Some(TaskStats {
+            count: (features.len() / d) as f64,
+            mean: mean.iter().map(|&m| m as f64).collect(),
+            scatter: scatter.iter().map(|&s| s as f64).collect(),
+            range: 1.0,
+        });
+        self.solve();
+        Ok(())
     }
 
     /// Each task's threshold under the present covariance.
@@ -171,7 +226,7 @@ impl TaskIdentifier {
                 .collect()
         };
         let halves = [half(0), half(1)];
-        let before: f64 = self.tasks.iter().map(|t| t.count).sum();
+        let before = self.features_counted();
         let others = self.pooled_scatter();
         let mut distances = Vec::with_capacity(rows.len());
         for (fit, held) in [(&halves[0], &halves[1]), (&halves[1], &halves[0])] {
@@ -254,6 +309,10 @@ impl TaskIdentifier {
         let distances: Vec<f64> = (0..self.tasks.len())
             .map(|t| self.distance_to(&z, t))
             .collect();
+        let background = self
+            .whitened_background
+            .as_ref()
+            .map(|mean| z.iter().zip(mean).map(|(a, b)| (a - b) * (a - b)).sum());
         let best = distances.iter().copied().fold(f64::INFINITY, f64::min);
         let exp: Vec<f64> = distances
             .iter()
@@ -264,6 +323,7 @@ impl TaskIdentifier {
         Some(Identification {
             distances,
             posterior,
+            background,
         })
     }
 
@@ -286,10 +346,19 @@ impl TaskIdentifier {
             .collect()
     }
 
-    /// `S = sum_t S_t`, `[d, d]` row-major.
+    /// Features behind the pooled covariance: every task's and the background's.
+    fn features_counted(&self) -> f64 {
+        self.tasks
+            .iter()
+            .chain(&self.background)
+            .map(|t| t.count)
+            .sum()
+    }
+
+    /// `S = sum_t S_t` (and the background's), `[d, d]` row-major.
     fn pooled_scatter(&self) -> Vec<f64> {
         let mut pooled = vec![0.0f64; self.dim * self.dim];
-        for task in &self.tasks {
+        for task in self.tasks.iter().chain(&self.background) {
             for (p, s) in pooled.iter_mut().zip(&task.scatter) {
                 *p += s;
             }
@@ -302,9 +371,10 @@ impl TaskIdentifier {
     /// `range * tr(C^-1 S_t) / n_t`.
     fn solve(&mut self) {
         let d = self.dim;
-        let n: f64 = self.tasks.iter().map(|t| t.count).sum();
+        let n = self.features_counted();
         self.inverse_factor = shrunk_inverse_factor(&self.pooled_scatter(), n, d);
         self.whitened_means = self.tasks.iter().map(|t| self.whiten(&t.mean)).collect();
+        self.whitened_background = self.background.as_ref().map(|b| self.whiten(&b.mean));
         // C^-1 = L^-T L^-1, lower triangle (both factors are triangular).
         let l = &self.inverse_factor;
         let mut precision = vec![0.0f64; d * d];
@@ -473,6 +543,41 @@ mod tests {
     }
 
     #[test]
+    fn a_feature_like_the_base_models_own_text_is_nearest_the_background() {
+        // Two tasks at (0, 0) and (10, 0); the base model's own text around
+        // (5, 10). A point near (5, 9) is nearer the background than either
+        // task; one near (9.5, 0) stays with task 1.
+        let mut router = TaskIdentifier::new(2);
+        add(
+            &mut router,
+            &[-1.0, 0.5, 1.0, -0.5, 0.0, 0.0, 0.5, 0.2],
+            1.0,
+        );
+        add(
+            &mut router,
+            &[9.0, 0.5, 11.0, -0.5, 10.0, 0.0, 10.5, 0.2],
+            1.0,
+        );
+        let before = router.thresholds().to_vec();
+        let own = [4.0f32, 10.5, 6.0, 9.5, 5.0, 10.0, 5.5, 10.2];
+        pollster::block_on(router.set_background(&own, &Device::flex())).unwrap();
+        assert_ne!(
+            router.thresholds(),
+            &before[..],
+            "the ranges follow the new covariance"
+        );
+        let generic = router.identify(&[5.0, 9.0]).unwrap();
+        let nearest = generic
+            .distances
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min);
+        assert!(generic.background.unwrap() < nearest, "{generic:?}");
+        let task = router.identify(&[9.5, 0.1]).unwrap();
+        assert!(task.distances[1] < task.background.unwrap(), "{task:?}");
+    }
+
+    #[test]
     fn quantiles_take_the_nearest_rank() {
         let mut v = vec![5.0, 1.0, 4.0, 2.0, 3.0];
         assert_eq!(quantile_of(&mut v, 0.99), 5.0);
@@ -493,9 +598,14 @@ mod tests {
             &[0.0, 1.0, 0.5, 0.1, 0.9, 0.7, -0.2, 1.1, 0.3],
             0.9,
         );
-        let copy = TaskIdentifier::from_parts(3, router.tasks().to_vec()).unwrap();
+        let copy = TaskIdentifier::from_parts(3, router.tasks().to_vec(), None).unwrap();
         assert_eq!(copy, router);
-        assert!(TaskIdentifier::from_parts(2, router.tasks().to_vec()).is_none());
+        assert!(TaskIdentifier::from_parts(2, router.tasks().to_vec(), None).is_none());
+        let background = [0.5f32, 0.5, 0.0, 0.4, 0.6, 0.1, 0.6, 0.4, -0.1];
+        pollster::block_on(router.set_background(&background, &Device::flex())).unwrap();
+        let stats = router.background().cloned();
+        let copy = TaskIdentifier::from_parts(3, router.tasks().to_vec(), stats).unwrap();
+        assert_eq!(copy, router);
     }
 
     #[test]

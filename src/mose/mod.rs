@@ -133,6 +133,18 @@ pub struct MoseConfig {
     /// (leave-one-out) distances to it.
     #[config(default = 0.99)]
     pub none_quantile: f64,
+    /// With "none of these": texts the frozen base model writes by itself
+    /// (from its start token) that the router models as the base model's
+    /// own text, a feature nearer to them than to every task going to the
+    /// base model; read once, with the first task. 0 turns it off.
+    #[config(default = 0)]
+    pub background_texts: usize,
+    /// Tokens in each of those texts.
+    #[config(default = 100)]
+    pub background_tokens: usize,
+    /// Temperature they are drawn at (1: the model's own distribution).
+    #[config(default = 1.0)]
+    pub background_temperature: f64,
     /// Decoder layer (0-based) whose output the key router's query averages; `None` for the last.
     #[config(default = "None")]
     pub query_layer: Option<usize>,
@@ -492,6 +504,17 @@ impl Learner {
         }
     }
 
+    /// Whether the next task's run should read the base model's own texts
+    /// for the router (`background_texts` of them, once, with "none of
+    /// these" on the Gaussian router).
+    pub fn needs_background(&self) -> bool {
+        self.method.is_routed()
+            && self.config.router == RouterKind::Gaussian
+            && self.config.none_of_these
+            && self.config.background_texts > 0
+            && self.identifier.background().is_none()
+    }
+
     /// The router's decision for one feature ([`feature_width`](Self::feature_width)
     /// values; a sample's windows pooled). Shared baselines have no router
     /// and return an empty route.
@@ -501,12 +524,15 @@ impl Learner {
         };
         match self.config.router {
             RouterKind::Gaussian => {
-                let Some(found) = self.identifier.identify(feature) else {
+                let Some(mut found) = self.identifier.identify(feature) else {
                     return Route::from_scores(Vec::new(), 0, 1.0);
                 };
                 let thresholds: Vec<f64> = match self.config.none_of_these {
                     true => self.identifier.thresholds().to_vec(),
-                    false => vec![f64::INFINITY; tasks.len()],
+                    false => {
+                        found.background = None;
+                        vec![f64::INFINITY; tasks.len()]
+                    }
                 };
                 Route::from_identification(&found, &thresholds, self.config.top_k_tasks)
             }
@@ -828,13 +854,16 @@ impl Learner {
     /// Freezes a learned task into the state (Algorithm 1, step 5).
     ///
     /// `features` are the task's training features for the Gaussian router
-    /// (`[n, feature_width]`); the key router ignores them.
+    /// (`[n, feature_width]`), and `background` the features of the base
+    /// model's own texts when [`needs_background`](Self::needs_background)
+    /// asked for them; the key router ignores both.
     pub(crate) async fn add_task(
         &mut self,
         name: String,
         params: TaskParams,
         chosen: Vec<Vec<usize>>,
         features: &[f32],
+        background: Option<&[f32]>,
     ) -> Result<Capacity, MoseError> {
         let old = self.visible_to_new_task();
         let LearnerState::Tasks(tasks) = &mut self.state else {
@@ -858,6 +887,9 @@ impl Learner {
         let capacity = task.capacity;
         tasks.push(task);
         if self.config.router == RouterKind::Gaussian {
+            if let Some(background) = background.filter(|b| !b.is_empty()) {
+                self.identifier.set_background(background, &device).await?;
+            }
             let quantile = self.config.none_quantile;
             self.identifier
                 .add_task(features, quantile, &device)
@@ -1002,6 +1034,22 @@ fn validate(config: &MoseConfig, model: &LlamaConfig) -> Result<Vec<SiteSpec>, M
                 field,
                 value.to_string(),
                 "must be above 0 and at most 1".into(),
+            ));
+        }
+    }
+    if config.background_texts > 0 {
+        if config.background_tokens == 0 {
+            return Err(invalid(
+                "background_tokens",
+                "0".into(),
+                "must be at least 1 when background_texts is above 0".into(),
+            ));
+        }
+        if !(config.background_temperature > 0.0 && config.background_temperature.is_finite()) {
+            return Err(invalid(
+                "background_temperature",
+                config.background_temperature.to_string(),
+                "must be above 0".into(),
             ));
         }
     }

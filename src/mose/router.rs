@@ -7,8 +7,9 @@
 //!   in groups when the concatenation would be wider than
 //!   `route_feature_width`), concatenated; tasks are identified by a
 //!   Gaussian per task with a shared covariance (`lda.rs`), and a feature
-//!   beyond the nearest task's own range goes to no task: the base model
-//!   answers.
+//!   beyond the nearest task's own range, or nearer the base model's own
+//!   text than to that task (when the router models it), goes to no task:
+//!   the base model answers.
 //! - [`RouterKind::Key`]: Algorithm 2 of arXiv 2511.06237 (after L2P's
 //!   prompt-pool matching). `q(x)` is the L2-normalised mean hidden state
 //!   after `query_layer`; each task learns a key (`L_pull`, `L_push`);
@@ -173,7 +174,8 @@ impl Route {
 
     /// The Gaussian router's decision: the `top_k` likeliest tasks mixed by
     /// their renormalised posterior, or no task when the likeliest one's
-    /// distance is beyond its threshold.
+    /// distance is beyond its threshold, or when the base model's own text
+    /// (the background, if the router models it) is nearer than that task.
     pub(crate) fn from_identification(
         identification: &Identification,
         thresholds: &[f64],
@@ -181,9 +183,10 @@ impl Route {
     ) -> Self {
         let scores: Vec<f32> = identification.posterior.iter().map(|&p| p as f32).collect();
         let order = ranked(&scores, top_k);
-        let outside = order
-            .first()
-            .is_some_and(|&t| identification.distances[t] > thresholds[t]);
+        let outside = order.first().is_some_and(|&t| {
+            let distance = identification.distances[t];
+            distance > thresholds[t] || identification.background.is_some_and(|b| b < distance)
+        });
         if outside {
             return Self {
                 scores,
@@ -257,6 +260,22 @@ mod tests {
         assert_eq!(route.chosen[1].0, 2);
         assert!((route.chosen[0].1 as f64 - 1.0 / (1.0 + e)).abs() < 1e-6);
         assert!((route.chosen[1].1 as f64 - e / (1.0 + e)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn the_base_model_answers_what_is_nearer_its_own_text_than_any_task() {
+        let found = |background| Identification {
+            distances: vec![9.0, 4.0],
+            posterior: vec![0.1, 0.9],
+            background,
+        };
+        let thresholds = [10.0, 10.0];
+        let within = Route::from_identification(&found(None), &thresholds, 1);
+        assert_eq!(within.chosen, vec![(1, 1.0)]);
+        let farther = Route::from_identification(&found(Some(5.0)), &thresholds, 1);
+        assert_eq!(farther.chosen, vec![(1, 1.0)]);
+        let nearer = Route::from_identification(&found(Some(3.0)), &thresholds, 1);
+        assert!(nearer.none_of_these && nearer.chosen.is_empty());
     }
 
     #[test]

@@ -56,6 +56,10 @@ struct RouterHeader {
     width: usize,
     counts: Vec<f64>,
     ranges: Vec<f64>,
+    /// How many features the base model's own texts gave, when the router
+    /// models them (`router.background.mean` and `.scatter` hold the rest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    background_count: Option<f64>,
 }
 
 /// The widths of the base model a state fits.
@@ -192,10 +196,21 @@ impl Learner {
                     let scatter = task.scatter.iter().map(|&v| v as f32).collect();
                     tensors.push((format!("router.scatter.{t}"), vec![width, width], scatter));
                 }
+                if let Some(background) = id.background() {
+                    let mean = background.mean.iter().map(|&m| m as f32).collect();
+                    tensors.push(("router.background.mean".into(), vec![width], mean));
+                    let scatter = background.scatter.iter().map(|&v| v as f32).collect();
+                    tensors.push((
+                        "router.background.scatter".into(),
+                        vec![width, width],
+                        scatter,
+                    ));
+                }
                 Some(RouterHeader {
                     width,
                     counts: stats.iter().map(|t| t.count).collect(),
                     ranges: stats.iter().map(|t| t.range).collect(),
+                    background_count: id.background().map(|b| b.count),
                 })
             }
             _ => None,
@@ -415,7 +430,22 @@ impl Learner {
                     range: router.ranges[t],
                 });
             }
-            learner.identifier = TaskIdentifier::from_parts(width, stats)
+            let background = match router.background_count {
+                Some(count) => Some(TaskStats {
+                    count,
+                    mean: host("router.background.mean".into(), vec![width])?
+                        .into_iter()
+                        .map(|m| m as f64)
+                        .collect(),
+                    scatter: host("router.background.scatter".into(), vec![width, width])?
+                        .into_iter()
+                        .map(|v| v as f64)
+                        .collect(),
+                    range: 1.0,
+                }),
+                None => None,
+            };
+            learner.identifier = TaskIdentifier::from_parts(width, stats, background)
                 .ok_or_else(|| not_a_state("its router statistics do not fit".into()))?;
         }
         Ok(learner)

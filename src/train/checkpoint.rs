@@ -214,6 +214,7 @@ impl TaskRun {
             settled: header.settled,
             familiar: header.familiar,
             features: None,
+            background: None,
             losses: header.losses,
             config: header.config,
         })

@@ -26,6 +26,7 @@ pub mod pretrain;
 pub use checkpoint::CHECKPOINT_FORMAT_VERSION;
 
 use crate::data::{Batches, Example, PaddedBatch};
+use crate::model::generate::{GenerateError, TextSampling, sample_texts};
 use crate::model::{Llama, next_token_nll};
 use crate::mose::{
     Capacity, Learner, Method, MoseError, RouterKind, SharedLora, TaskParams, layer_features,
@@ -175,6 +176,9 @@ pub enum TrainError {
         /// What was wrong.
         reason: String,
     },
+    /// The base model could not write its own texts for the router.
+    #[error("the base model could not write its own texts for the router: {0}")]
+    Background(#[from] GenerateError),
     /// An error of the MoSE layer.
     #[error(transparent)]
     Mose(#[from] MoseError),
@@ -257,6 +261,9 @@ pub struct TaskRun {
     /// The task's training features for the Gaussian router (computed at
     /// the start, or again at the end of a resumed run).
     features: Option<Vec<f32>>,
+    /// The features of the base model's own texts, when the learner asked
+    /// for them ([`Learner::needs_background`]); computed at the end of the run.
+    background: Option<Vec<f32>>,
     /// The loss of every step so far.
     pub losses: Vec<f32>,
     config: TrainConfig,
@@ -335,6 +342,7 @@ impl TaskRun {
             settled: None,
             familiar,
             features,
+            background: None,
             losses: Vec::new(),
             config: config.clone(),
         })
@@ -403,6 +411,10 @@ impl TaskRun {
                 task_features(model, learner, examples, pad_id, &self.config, device).await?;
             self.features = Some(rows);
         }
+        if learner.needs_background() && self.background.is_none() {
+            self.background =
+                Some(background_features(model, learner, pad_id, &self.config, device).await?);
+        }
         Ok(RunEnd::Finished)
     }
 
@@ -427,8 +439,9 @@ impl TaskRun {
             Trainable::Task(params) => {
                 let chosen = self.settled.take().unwrap_or_default();
                 let features = self.features.take().unwrap_or_default();
+                let background = self.background.take();
                 learner
-                    .add_task(self.name, params, chosen, &features)
+                    .add_task(self.name, params, chosen, &features, background.as_deref())
                     .await?
             }
             Trainable::Shared(lora) => learner.set_shared(self.name, lora),
@@ -603,8 +616,6 @@ async fn task_features(
     config: &TrainConfig,
     device: &Device,
 ) -> Result<(Vec<f32>, usize), MoseError> {
-    let prefix = learner.config().route_prefix_tokens;
-    let width = learner.feature_width();
     let mut chosen: Vec<usize> = (0..examples.len()).collect();
     let mose = learner.config();
     let budget = config.steps_per_task.saturating_mul(config.batch_size);
@@ -618,11 +629,28 @@ async fn task_features(
         chosen.truncate(cap);
         chosen.sort_unstable();
     }
-    let mut full = Vec::with_capacity(chosen.len() * width);
+    let chosen: Vec<&Example> = chosen.iter().map(|&i| &examples[i]).collect();
+    features_with_prefixes(model, learner, &chosen, pad_id, config, device).await
+}
+
+/// The router's features of `examples`, `[n, width]` row-major, and how
+/// many rows are whole examples: each example's, then the feature of the
+/// first `route_prefix_tokens` query tokens of each example whose query is
+/// longer.
+async fn features_with_prefixes(
+    model: &Llama,
+    learner: &Learner,
+    examples: &[&Example],
+    pad_id: u32,
+    config: &TrainConfig,
+    device: &Device,
+) -> Result<(Vec<f32>, usize), MoseError> {
+    let prefix = learner.config().route_prefix_tokens;
+    let width = learner.feature_width();
+    let mut full = Vec::with_capacity(examples.len() * width);
     let mut prefixes = Vec::new();
-    for indices in chosen.chunks(config.query_batch_size) {
-        let chunk: Vec<&Example> = indices.iter().map(|&i| &examples[i]).collect();
-        let batch = PaddedBatch::new(&chunk, pad_id);
+    for chunk in examples.chunks(config.query_batch_size) {
+        let batch = PaddedBatch::new(chunk, pad_id);
         let (ids, _) = batch_tensors(&batch, device);
         let rows = batch_features(model, learner, &batch, ids, device, Some(prefix)).await?;
         let (whole, short) = rows.split_at(chunk.len() * width);
@@ -637,6 +665,51 @@ async fn task_features(
     let whole = full.len() / width;
     full.extend(prefixes);
     Ok((full, whole))
+}
+
+/// The router's features of texts the frozen base model writes by itself
+/// (`background_texts` of `background_tokens` tokens from its start token,
+/// seeded by the learner), read as a task's training text is: whole, and
+/// their first `route_prefix_tokens` tokens. Empty for a model whose config
+/// names no start or end token to start from.
+async fn background_features(
+    model: &Llama,
+    learner: &Learner,
+    pad_id: u32,
+    config: &TrainConfig,
+    device: &Device,
+) -> Result<Vec<f32>, TrainError> {
+    let mose = learner.config();
+    let start = model
+        .config()
+        .bos_token_id
+        .or_else(|| model.config().eos_ids().first().copied());
+    let Some(start) = start else {
+        return Ok(Vec::new());
+    };
+    let sampling = TextSampling {
+        start,
+        count: mose.background_texts,
+        tokens: mose.background_tokens,
+        temperature: mose.background_temperature,
+        batch: mose.route_batch_size,
+        seed: learner.seed(),
+    };
+    let texts = sample_texts(model, &sampling, device).await?;
+    let examples: Vec<Example> = texts
+        .into_iter()
+        .map(|ids| Example {
+            targets: vec![true; ids.len().saturating_sub(1)],
+            query_len: ids.len(),
+            ids,
+            answer: None,
+            window: 0,
+        })
+        .collect();
+    let examples: Vec<&Example> = examples.iter().collect();
+    let (rows, _) =
+        features_with_prefixes(model, learner, &examples, pad_id, config, device).await?;
+    Ok(rows)
 }
 
 /// The router's feature of every row of `batch` (whose ids are `ids`),

@@ -23,6 +23,8 @@ pub const TOKENIZER: &str = include_str!("../fixtures/tokenizer/tokenizer.json")
 pub fn tiny_llama(seed: u64, device: &Device) -> Llama {
     let mut config = LlamaConfig::new(1001, 64, 128, 2, 4, 2);
     config.initializer_range = 0.1;
+    let tokenizer = Tokenizer::from_json(TOKENIZER).expect("the fixture tokenizer");
+    config.bos_token_id = tokenizer.special().bos;
     let mut model = config.init(device);
     let mut rng = StdRng::seed_from_u64(seed);
     let mut normal = |n: usize| -> Vec<f32> {
