@@ -519,9 +519,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_nearest_task_wins_and_far_features_are_no_task() {
-        // Two clusters in 2-D around (0, 0) and (10, 0), spread 1 along x.
+    /// Two tasks in 2-D around (0, 0) and (10, 0), spread 1 along x.
+    fn two_clusters() -> TaskIdentifier {
         let mut router = TaskIdentifier::new(2);
         add(
             &mut router,
@@ -533,6 +532,12 @@ mod tests {
             &[9.0, 0.5, 11.0, -0.5, 10.0, 0.0, 10.5, 0.2],
             1.0,
         );
+        router
+    }
+
+    #[test]
+    fn the_nearest_task_wins_and_far_features_are_no_task() {
+        let router = two_clusters();
         let near = router.identify(&[9.5, 0.1]).unwrap();
         assert!(near.distances[1] < near.distances[0]);
         assert!(near.posterior[1] > 0.99);
@@ -544,20 +549,9 @@ mod tests {
 
     #[test]
     fn a_feature_like_the_base_models_own_text_is_nearest_the_background() {
-        // Two tasks at (0, 0) and (10, 0); the base model's own text around
-        // (5, 10). A point near (5, 9) is nearer the background than either
-        // task; one near (9.5, 0) stays with task 1.
-        let mut router = TaskIdentifier::new(2);
-        add(
-            &mut router,
-            &[-1.0, 0.5, 1.0, -0.5, 0.0, 0.0, 0.5, 0.2],
-            1.0,
-        );
-        add(
-            &mut router,
-            &[9.0, 0.5, 11.0, -0.5, 10.0, 0.0, 10.5, 0.2],
-            1.0,
-        );
+        // The base model's own text around (5, 10): a point near (5, 9) is
+        // nearer it than either task; one near (9.5, 0) stays with task 1.
+        let mut router = two_clusters();
         let before = router.thresholds().to_vec();
         let own = [4.0f32, 10.5, 6.0, 9.5, 5.0, 10.0, 5.5, 10.2];
         pollster::block_on(router.set_background(&own, &Device::flex())).unwrap();
