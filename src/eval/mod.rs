@@ -18,8 +18,10 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{DataConfig, Example, PaddedBatch, prompt_queries};
-use crate::model::generate::{GenerateError, Generation, GenerationConfig, generate_adapted};
-use crate::model::{Frozen, Llama, next_token_nll};
+use crate::model::generate::{
+    GenerateError, Generation, GenerationConfig, generate, generate_adapted,
+};
+use crate::model::{Llama, next_token_nll};
 use crate::mose::{Learner, MoseError, Route, read_vec};
 use crate::tokenizer::Tokenizer;
 use crate::train::{batch_features, batch_tensors};
@@ -183,13 +185,12 @@ pub async fn generate_routed(
             .map_err(|e| GenerateError::Read(e.to_string()))?,
         false => Route::oracle(0, 0),
     };
+    // No task chosen: the base model answers as it is, with nothing to merge.
     let generation = match learner.mixture(std::slice::from_ref(&route), device) {
         Some(mixture) => {
             generate_adapted(model, &mixture, tokenizer, prompt, config, device, on_text).await?
         }
-        None => {
-            generate_adapted(model, &Frozen, tokenizer, prompt, config, device, on_text).await?
-        }
+        None => generate(model, tokenizer, prompt, config, device, on_text).await?,
     };
     Ok((route, generation))
 }

@@ -282,9 +282,16 @@ async function workshop({ label, args, backend, deviceText, steps, learn, taskTi
     await page.waitForSelector(tid('no-task-matches'), { timeout: 60_000 });
     log(`an unrelated prompt: ${await textNow(page, 'no-task-matches')}`);
     assert.equal(await page.locator(tid('routed-task')).count(), 0, 'a task was chosen for an unrelated prompt');
+    if (compare) {
+      // The base model answers it as it is: no adapter, nothing merged.
+      log(`generated for the unrelated prompt in ${await generate(run)} s`);
+      const base = await textNow(page, 'generation-speed');
+      assert.doesNotMatch(base, /merged/, `the base model's answer says an adapter was merged: ${JSON.stringify(base)}`);
+    }
+    // A routed prompt: the chosen sub-experts are folded into the weights.
+    await routeTo(run, PROMPTS[0], [names[0]], learn);
     log(`generated in ${await generate(run)} s: ${JSON.stringify((await textNow(page, 'generation')).slice(0, 100))}`);
     assert.ok(await textNow(page, 'generation'), 'the generation is empty');
-    // Routed generation runs with the chosen sub-experts folded into the weights.
     const speed = await textNow(page, 'generation-speed');
     log(`generation-speed: ${speed}`);
     assert.match(speed, /merged into the weights/, `routed generation did not merge: ${JSON.stringify(speed)}`);
