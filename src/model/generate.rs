@@ -437,13 +437,7 @@ pub async fn sample_texts(
             let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, 1]), device);
             let logits = model.forward_cached(ids, &mut cache); // [b, 1, vocab]
             let [_, _, vocab] = logits.dims();
-            let logits = logits
-                .reshape([b, vocab])
-                .into_data_async()
-                .await
-                .map_err(|e| GenerateError::Read(e.to_string()))?
-                .try_into_vec::<f32>()
-                .map_err(|e| GenerateError::Read(format!("{e:?}")))?;
+            let logits = read_logits(logits.reshape([b, vocab])).await?;
             for (row, logits) in rows.iter_mut().zip(logits.chunks_exact(vocab)) {
                 row.push(draw(logits, sampling.temperature, &mut rng));
             }
@@ -487,8 +481,12 @@ async fn last_logits(
     let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, input.len()]), device);
     let logits = model.forward_cached_adapted(tokens, cache, adapter); // [1, t, vocab]
     let [_, t, vocab] = logits.dims();
+    read_logits(logits.slice([0..1, t - 1..t, 0..vocab])).await
+}
+
+/// The values of `logits`, read back to the host.
+async fn read_logits<const D: usize>(logits: Tensor<D>) -> Result<Vec<f32>, GenerateError> {
     logits
-        .slice([0..1, t - 1..t, 0..vocab])
         .into_data_async()
         .await
         .map_err(|e| GenerateError::Read(e.to_string()))?

@@ -312,7 +312,7 @@ impl TaskIdentifier {
         let background = self
             .whitened_background
             .as_ref()
-            .map(|mean| z.iter().zip(mean).map(|(a, b)| (a - b) * (a - b)).sum());
+            .map(|mean| squared_distance(&z, mean));
         let best = distances.iter().copied().fold(f64::INFINITY, f64::min);
         let exp: Vec<f64> = distances
             .iter()
@@ -329,10 +329,7 @@ impl TaskIdentifier {
 
     /// `|z - L^-1 mu_t|^2`.
     fn distance_to(&self, z: &[f64], t: usize) -> f64 {
-        z.iter()
-            .zip(&self.whitened_means[t])
-            .map(|(a, b)| (a - b) * (a - b))
-            .sum()
+        squared_distance(z, &self.whitened_means[t])
     }
 
     /// `L^-1 x`.
@@ -484,6 +481,11 @@ fn lower_inverse(l: &[f64], d: usize) -> Vec<f64> {
         }
     }
     inverse
+}
+
+/// `|a - b|^2`.
+fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
 }
 
 /// The `q` quantile of `values` (nearest rank, rounding up), reordering them.

@@ -136,7 +136,8 @@ pub struct MoseConfig {
     /// With "none of these": texts the frozen base model writes by itself
     /// (from its start token) that the router models as the base model's
     /// own text, a feature nearer to them than to every task going to the
-    /// base model; read once, with the first task. 0 turns it off.
+    /// base model; read once, with the first task, decoded
+    /// `route_batch_size` texts at a time. 0 turns it off.
     #[config(default = 0)]
     pub background_texts: usize,
     /// Tokens in each of those texts.
