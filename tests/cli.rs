@@ -109,6 +109,14 @@ fn pretrain_tiny(dir: &Path, out: &Path) -> String {
     ])
 }
 
+/// The base model's own text, test-sized: 64 texts of 16 tokens.
+const BACKGROUND: [&str; 4] = [
+    "--mose",
+    "background_texts=64",
+    "--mose",
+    "background_tokens=16",
+];
+
 /// A tiny model pretrained by `mose pretrain` once for all tests.
 fn tiny_model() -> &'static Path {
     static MODEL: OnceLock<PathBuf> = OnceLock::new();
@@ -144,6 +152,13 @@ fn tiny_model() -> &'static Path {
             card.contains("unigram") && card.contains("## Samples"),
             "{card}"
         );
+        // The statistics of its own text, with the tests' settings
+        // (`BACKGROUND`), which every routed run below adopts.
+        let mut args = vec!["background", "--model", out.to_str().unwrap(), "--json"];
+        args.extend(BACKGROUND);
+        let written: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+        assert_eq!(written["texts"], 64, "{written}");
+        assert!(out.join("background.safetensors").exists());
         out
     })
 }
@@ -309,6 +324,11 @@ fn train_eval_and_route_run_a_sequence_and_save_a_project() {
         "--sequence",
         "smoke",
         "--json",
+        // The model folder's statistics fit: the router writes no texts.
+        BACKGROUND[0],
+        BACKGROUND[1],
+        BACKGROUND[2],
+        BACKGROUND[3],
     ];
     let results: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
     // The record a script checks: one run per method, every field present.
@@ -509,6 +529,25 @@ fn bad_files_get_one_clear_message_and_exit_code_2() {
     }
     std::fs::write(wrong.join("model.safetensors"), b"not weights").unwrap();
     refused(&["generate", "x", "--model", wrong.to_str().unwrap()]);
+    // A model folder whose background statistics are damaged.
+    let damaged = dir.join("damaged");
+    std::fs::create_dir_all(&damaged).unwrap();
+    for file in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::copy(Path::new(model).join(file), damaged.join(file)).unwrap();
+    }
+    std::fs::write(damaged.join("background.safetensors"), b"not statistics").unwrap();
+    let message = refused(&[
+        "train",
+        &devil,
+        "--model",
+        damaged.to_str().unwrap(),
+        "--out",
+        out,
+    ]);
+    assert!(
+        message.contains("background.safetensors") && message.contains("mose background"),
+        "{message}"
+    );
 }
 
 #[test]

@@ -12,10 +12,12 @@ use common::mose::{
 use mose_lab::data::DataConfig;
 use mose_lab::eval::{Routing, generate_routed};
 use mose_lab::model::generate::GenerationConfig;
-use mose_lab::mose::{GateKind, Learner, Method, MoseConfig, MoseError, RouterKind};
+use mose_lab::mose::{Background, GateKind, Learner, Method, MoseConfig, MoseError, RouterKind};
 use mose_lab::sequence::SequenceReport;
 use mose_lab::tokenizer::Tokenizer;
-use mose_lab::train::{Flow, RunEnd, StepReport, TaskRun, TrainConfig, TrainError};
+use mose_lab::train::{
+    Flow, RunEnd, StepReport, TaskRun, TrainConfig, TrainError, base_model_background,
+};
 use safetensors::SafeTensors;
 
 fn print_report(report: &SequenceReport) {
@@ -588,6 +590,59 @@ fn the_routers_model_of_the_base_models_own_text_saves_and_loads_exactly() {
     let found = routes(&learner);
     println!("routes with the background: {found:?}");
     assert_eq!(routes(&loaded), found);
+}
+
+#[test]
+fn the_base_models_own_text_kept_with_the_model_is_adopted_as_if_read_by_the_task() {
+    let device = Device::flex();
+    let s = setup(24, 5, &device);
+    let (model, pad) = (&s.model, s.pad);
+    let config = TrainConfig::new()
+        .with_steps_per_task(3)
+        .with_learning_rate(1e-2);
+    let mose = MoseConfig::new()
+        .with_query_layer(Some(0))
+        .with_background_texts(24)
+        .with_background_tokens(12);
+    let fresh = |mose: &MoseConfig| {
+        Learner::new(Method::Mose, mose.clone(), model.config(), 7, &device).unwrap()
+    };
+    // What `mose background` writes into a model folder, and reads back.
+    let background = pollster::block_on(base_model_background(
+        model,
+        "0123456789abcdef",
+        &fresh(&mose),
+        pad,
+        &config,
+        &device,
+    ))
+    .unwrap()
+    .expect("the fixture model names a start token");
+    let bytes = background.to_bytes().unwrap();
+    assert_eq!(Background::from_bytes(&bytes).unwrap(), background);
+    assert!(matches!(
+        Background::from_bytes(b"not a file"),
+        Err(MoseError::NotABackground { .. })
+    ));
+
+    // Adopted only for the same weights and recipe, and only once.
+    assert!(!fresh(&mose).adopt_background(&background, "another model"));
+    let other = mose.clone().with_background_tokens(13);
+    assert!(!fresh(&other).adopt_background(&background, "0123456789abcdef"));
+    let mut adopted = fresh(&mose);
+    assert!(adopted.adopt_background(&background, "0123456789abcdef"));
+    assert!(!adopted.needs_background());
+    assert!(!adopted.adopt_background(&background, "0123456789abcdef"));
+
+    // A learner that adopted it ends the task exactly as one that read the
+    // texts itself.
+    let mut reading = fresh(&mose);
+    pollster::block_on(s.learn(&mut reading, &s.splits[0], &config, &device));
+    pollster::block_on(s.learn(&mut adopted, &s.splits[0], &config, &device));
+    assert_eq!(
+        pollster::block_on(adopted.to_bytes(model.config())).unwrap(),
+        pollster::block_on(reading.to_bytes(model.config())).unwrap()
+    );
 }
 
 #[test]

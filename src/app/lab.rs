@@ -13,7 +13,7 @@ use mose_lab::backend::{self, Compute};
 use mose_lab::data::{DataConfig, DataError, Example, Sample};
 use mose_lab::model::generate::{GenerationConfig, generate};
 use mose_lab::model::{Checkpoint, Llama, LlamaConfig};
-use mose_lab::mose::{Learner, Method, MoseConfig};
+use mose_lab::mose::{BACKGROUND_FILE, Background, Learner, Method, MoseConfig};
 use mose_lab::project::{BaseModel, Project, ProjectTask, Trained};
 use mose_lab::sequence::{SequenceReport, SequenceTask, score_base, score_learned};
 use mose_lab::tokenizer::Tokenizer;
@@ -174,6 +174,10 @@ pub struct Engine {
     pub tokenizer: Tokenizer,
     /// The identity projects record.
     pub identity: BaseModel,
+    /// The statistics of the base model's own text its folder carries, for
+    /// the router's "none of these" (without them, the first task writes
+    /// the texts itself).
+    pub background: Option<Background>,
     /// The starter packs.
     pub packs: Vec<Pack>,
     /// The settings for this device.
@@ -259,6 +263,15 @@ pub async fn load(
     .await
     .map_err(unavailable)?;
     let weight_bytes = weights.len() as f64;
+    // Optional: a folder without the file (or with one this build cannot
+    // read) costs the first task the time to write the texts, nothing else.
+    let background = browser::download(
+        &format!("{}/{BACKGROUND_FILE}", config.model_dir),
+        |_, _| {},
+    )
+    .await
+    .ok()
+    .and_then(|bytes| Background::from_bytes(&bytes).ok());
     let mut packs = Vec::with_capacity(infos.len());
     let mut received = weight_bytes;
     for info in infos {
@@ -314,6 +327,7 @@ pub async fn load(
         model_config,
         tokenizer,
         identity,
+        background,
         packs,
         defaults,
         store,
@@ -1271,6 +1285,9 @@ async fn learn_next(lab: Lab, resume: Option<Resume>) -> Result<Option<String>, 
     let every = lab.config.with_value(|c| c.checkpoint_every).max(1);
     let mut resume = resume;
     for (k, learner) in learners.iter_mut().enumerate() {
+        if let Some(background) = &engine.background {
+            learner.adopt_background(background, &engine.identity.fingerprint);
+        }
         let method = learner.method();
         let resumed = resume.as_ref().filter(|r| r.meta.method >= k);
         if let Some(bytes) = resumed.and_then(|r| r.finished.get(k)) {

@@ -290,8 +290,11 @@ fn time_training(
     args: &BenchArgs,
     device: &Device,
 ) -> Result<(TrainFigure, Learner), CliError> {
-    let mut learner = Learner::new(method, MoseConfig::new(), model.config(), 0, device)
-        .map_err(CliError::input)?;
+    // Without the base model's own text: the figures are the adapter's
+    // speed, and routed decoding must reach the adapter it times.
+    let mose = MoseConfig::new().with_background_texts(0);
+    let mut learner =
+        Learner::new(method, mose, model.config(), 0, device).map_err(CliError::input)?;
     let config = TrainConfig::new()
         .with_steps_per_task(args.warmup_steps + args.steps)
         .with_batch_size(args.batch_size);

@@ -7,6 +7,7 @@
 //! programs. A failure prints one message that says what to do; the exit
 //! code is 2 for bad arguments or input files, 1 for anything else.
 
+mod background;
 mod bench;
 mod output;
 mod pretrain;
@@ -55,6 +56,10 @@ enum Command {
     ImportGguf(tools::ImportArgs),
     /// Say what this machine can compute on, and what a model folder holds.
     Info(tools::InfoArgs),
+    /// Write the statistics of a base model's own text into its folder, for
+    /// the router's "none of these" (every later run with the same settings
+    /// reads them instead of writing the texts again).
+    Background(background::BackgroundArgs),
     /// Time training and generation on the --backend device and print the
     /// figures (tokens per second, FLOP/s against the device's peak).
     Bench(bench::BenchArgs),
@@ -166,6 +171,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => tools::generate(&context, args),
         Command::ImportGguf(args) => tools::import_gguf(&context, args),
         Command::Info(args) => tools::info(&context, args),
+        Command::Background(args) => background::run(&context, args),
         Command::Bench(args) => bench::run(&context, args),
     };
     match result {

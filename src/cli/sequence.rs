@@ -17,7 +17,7 @@ use mose_lab::train::{Flow, TrainConfig};
 use serde::Serialize;
 
 use crate::record::{RecordArgs, record_runs};
-use crate::tools::{DEFAULT_MODEL, load_model};
+use crate::tools::{DEFAULT_MODEL, base_model, identity, read_background};
 use crate::{CliError, Context, compute, read_file};
 
 /// Arguments of `mose train`.
@@ -71,7 +71,7 @@ const FIRST_TOKENS: usize = 16;
 
 /// The MoSE settings with `settings` (NAME=VALUE, VALUE as JSON or a bare
 /// word) applied over the defaults.
-fn mose_config(settings: &[String]) -> Result<MoseConfig, CliError> {
+pub(crate) fn mose_config(settings: &[String]) -> Result<MoseConfig, CliError> {
     let mut value = serde_json::to_value(MoseConfig::new()).map_err(CliError::failed)?;
     let names: Vec<String> = value
         .as_object()
@@ -209,26 +209,6 @@ fn read_task(arg: &str, data: &DataConfig, seed: u64) -> Result<ProjectTask, Cli
     }
 }
 
-/// The base model, its tokenizer and its identity.
-fn base_model(
-    dir: &Path,
-    device: &burn::tensor::Device,
-) -> Result<(Llama, Tokenizer, BaseModel), CliError> {
-    let checkpoint: Checkpoint = load_model(dir)?;
-    let model = checkpoint.model(device).map_err(CliError::input)?;
-    let tokenizer = checkpoint.tokenizer().map_err(CliError::input)?;
-    Ok((model, tokenizer, identity(dir, &checkpoint)))
-}
-
-/// The identity a project records of the base model in `dir`.
-fn identity(dir: &Path, checkpoint: &Checkpoint) -> BaseModel {
-    let name = dir.file_name().map_or_else(
-        || dir.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    BaseModel::of(&name, &checkpoint.config, &checkpoint.weights)
-}
-
 type TaskExamples = Vec<(Vec<mose_lab::data::Example>, Vec<mose_lab::data::Example>)>;
 
 fn task_examples(
@@ -262,6 +242,7 @@ pub(crate) fn train(context: &Context, args: TrainArgs) -> Result<(), CliError> 
     let compute = compute(context.backend)?;
     let device = compute.device.clone();
     let (model, tokenizer, identity) = base_model(&args.model, &device)?;
+    let background = read_background(&args.model)?;
     let data = DataConfig {
         max_seq_len: args.max_seq_len,
         ..DataConfig::default()
@@ -307,6 +288,19 @@ pub(crate) fn train(context: &Context, args: TrainArgs) -> Result<(), CliError> 
             &device,
         )
         .map_err(CliError::input)?;
+        let adopted = background
+            .as_ref()
+            .is_some_and(|b| learner.adopt_background(b, &identity.fingerprint));
+        if !adopted && learner.needs_background() {
+            context.note(&format!(
+                "{}: the router will read {} texts the base model writes by itself (one-time; \
+                 `mose background --model {}` keeps their statistics in the model folder \
+                 for every later run with these settings)",
+                method.name(),
+                mose_config.background_texts,
+                args.model.display()
+            ));
+        }
         let total = (args.steps * tasks.len()) as u64;
         let bar = context.bar(total, method.name(), "steps");
         let mut on_event = |event: SequenceEvent| {

@@ -5,9 +5,11 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use mose_lab::eval::generate_routed;
-use mose_lab::model::Checkpoint;
 use mose_lab::model::generate::{GenerationConfig, generate as generate_text};
+use mose_lab::model::{Checkpoint, Llama};
+use mose_lab::mose::{BACKGROUND_FILE, Background};
 use mose_lab::project::{BaseModel, PROJECT_FORMAT_VERSION, Project};
+use mose_lab::tokenizer::Tokenizer;
 use serde::Serialize;
 
 use crate::pretrain::device_name;
@@ -84,6 +86,39 @@ pub(crate) fn load_model(dir: &Path) -> Result<Checkpoint, CliError> {
         )));
     }
     Checkpoint::read_dir(dir).map_err(CliError::input)
+}
+
+/// The base model, its tokenizer and its identity.
+pub(crate) fn base_model(
+    dir: &Path,
+    device: &burn::tensor::Device,
+) -> Result<(Llama, Tokenizer, BaseModel), CliError> {
+    let checkpoint: Checkpoint = load_model(dir)?;
+    let model = checkpoint.model(device).map_err(CliError::input)?;
+    let tokenizer = checkpoint.tokenizer().map_err(CliError::input)?;
+    Ok((model, tokenizer, identity(dir, &checkpoint)))
+}
+
+/// The identity a project records of the base model in `dir`.
+pub(crate) fn identity(dir: &Path, checkpoint: &Checkpoint) -> BaseModel {
+    let name = dir.file_name().map_or_else(
+        || dir.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    BaseModel::of(&name, &checkpoint.config, &checkpoint.weights)
+}
+
+/// The statistics of the base model's own text that the model folder `dir`
+/// carries ([`BACKGROUND_FILE`]), if it carries them.
+pub(crate) fn read_background(dir: &Path) -> Result<Option<Background>, CliError> {
+    let path = dir.join(BACKGROUND_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let bytes = read_file(&path)?;
+    Background::from_bytes(&bytes)
+        .map(Some)
+        .map_err(|e| CliError::Input(format!("{}: {e}", path.display())))
 }
 
 #[derive(Serialize)]

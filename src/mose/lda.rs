@@ -55,6 +55,34 @@ pub(crate) struct TaskStats {
     pub range: f64,
 }
 
+impl TaskStats {
+    /// The count, mean and scatter of `features` (`[n, d]` row-major, at
+    /// least one row), the products run on `device`; the range is 1 until
+    /// a router sets it.
+    ///
+    /// # Panics
+    /// On no rows or rows of another width (programmer errors).
+    pub async fn of_features(
+        features: &[f32],
+        d: usize,
+        device: &Device,
+    ) -> Result<Self, MoseError> {
+        assert!(
+            !features.is_empty() && features.len().is_multiple_of(d),
+            "features must be whole rows of width {d}"
+        );
+        let (mean, scatter) = moments(features, d, device).await?;
+        // Kept at f32 precision, as a saved file holds them: a router read
+        // back from a file decides exactly as this one.
+        Ok(Self {
+            count: (features.len() / d) as f64,
+            mean: mean.iter().map(|&m| m as f64).collect(),
+            scatter: scatter.iter().map(|&s| s as f64).collect(),
+            range: 1.0,
+        })
+    }
+}
+
 /// The shared-covariance Gaussian router.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct TaskIdentifier {
@@ -70,6 +98,12 @@ pub(crate) struct TaskIdentifier {
     whitened_background: Option<Vec<f64>>,
     /// Per task, the squared distance beyond which a feature is not its.
     thresholds: Vec<f64>,
+    /// The share of a task's own features its range and its margin over
+    /// the background keep (`none_quantile`).
+    quantile: f64,
+    /// Per task, how much nearer the background than the task a feature
+    /// must be to go to the base model (0 with no background).
+    margins: Vec<f64>,
 }
 
 /// Where a feature lands: squared distances to every task, nearest first.
@@ -81,13 +115,18 @@ pub(crate) struct Identification {
     pub posterior: Vec<f64>,
     /// `d_b(x)^2` to the base model's own text, when the router models it.
     pub background: Option<f64>,
+    /// The nearest task's margin: the feature is the base model's when
+    /// `background + margin` is below that task's distance.
+    pub margin: f64,
 }
 
 impl TaskIdentifier {
-    /// A router for features of width `dim` that knows no task.
-    pub fn new(dim: usize) -> Self {
+    /// A router for features of width `dim` that knows no task, whose
+    /// ranges keep `quantile` of each task's own features.
+    pub fn new(dim: usize, quantile: f64) -> Self {
         Self {
             dim,
+            quantile,
             ..Self::default()
         }
     }
@@ -95,6 +134,7 @@ impl TaskIdentifier {
     /// Rebuilds a saved router; `None` when the parts do not fit together.
     pub fn from_parts(
         dim: usize,
+        quantile: f64,
         tasks: Vec<TaskStats>,
         background: Option<TaskStats>,
     ) -> Option<Self> {
@@ -107,6 +147,7 @@ impl TaskIdentifier {
         }
         let mut router = Self {
             dim,
+            quantile,
             tasks,
             background,
             ..Self::default()
@@ -130,31 +171,12 @@ impl TaskIdentifier {
         self.background.as_ref()
     }
 
-    /// Models the base model's own text from its features (`[n, d]`
-    /// row-major, computed on `device`); every task's threshold follows the
-    /// new covariance.
-    ///
-    /// # Panics
-    /// On no rows or rows of another width (programmer errors).
-    pub async fn set_background(
-        &mut self,
-        features: &[f32],
-        device: &Device,
-    ) -> Result<(), MoseError> {
-        let d = self.dim;
-        assert!(
-            !features.is_empty() && features.len().is_multiple_of(d),
-            "background features must be whole rows of width {d}"
-        );
-        let (mean, scatter) = moments(features, d, device).await?;
-        self.background = Some(TaskStats {
-            count: (features.len() / d) as f64,
-            mean: mean.iter().map(|&m| m as f64).collect(),
-            scatter: scatter.iter().map(|&s| s as f64).collect(),
-            range: 1.0,
-        });
+    /// Models the base model's own text by `stats` (of features of this
+    /// router's width, [`TaskStats::of_features`]); every task's threshold
+    /// follows the new covariance.
+    pub fn set_background(&mut self, stats: TaskStats) {
+        self.background = Some(stats);
         self.solve();
-        Ok(())
     }
 
     /// Each task's threshold under the present covariance.
@@ -163,33 +185,16 @@ impl TaskIdentifier {
     }
 
     /// Adds a task from its training features (`[n, d]` row-major), with the
-    /// threshold at `quantile` of their cross-fitted distances. The heavy
+    /// threshold at the router's quantile of their cross-fitted distances. The heavy
     /// products (the scatters, every feature's distance) run on `device`.
     ///
     /// # Panics
     /// On no rows or rows of another width (programmer errors).
-    pub async fn add_task(
-        &mut self,
-        features: &[f32],
-        quantile: f64,
-        device: &Device,
-    ) -> Result<(), MoseError> {
-        let d = self.dim;
-        assert!(
-            !features.is_empty() && features.len().is_multiple_of(d),
-            "task features must be whole rows of width {d}"
-        );
-        let n = features.len() / d;
-        let (mean, scatter) = moments(features, d, device).await?;
+    pub async fn add_task(&mut self, features: &[f32], device: &Device) -> Result<(), MoseError> {
+        let quantile = self.quantile;
+        let stats = TaskStats::of_features(features, self.dim, device).await?;
         let mut own = self.held_out_distances(features, device).await?;
-        // Kept at f32 precision, as a saved state holds them: a router read
-        // back from a file decides exactly as this one.
-        self.tasks.push(TaskStats {
-            count: n as f64,
-            mean: mean.iter().map(|&m| m as f64).collect(),
-            scatter: scatter.iter().map(|&s| s as f64).collect(),
-            range: 1.0,
-        });
+        self.tasks.push(stats);
         self.solve();
         let t = self.tasks.len() - 1;
         // thresholds[t] is the mean distance while the range is 1.
@@ -313,7 +318,11 @@ impl TaskIdentifier {
             .whitened_background
             .as_ref()
             .map(|mean| squared_distance(&z, mean));
-        let best = distances.iter().copied().fold(f64::INFINITY, f64::min);
+        let (nearest, best) = distances
+            .iter()
+            .copied()
+            .enumerate()
+            .fold((0, f64::INFINITY), |a, b| if b.1 < a.1 { b } else { a });
         let exp: Vec<f64> = distances
             .iter()
             .map(|d| (-(d - best) / 2.0).exp())
@@ -324,6 +333,7 @@ impl TaskIdentifier {
             distances,
             posterior,
             background,
+            margin: self.margins.get(nearest).copied().unwrap_or(0.0),
         })
     }
 
@@ -402,6 +412,103 @@ impl TaskIdentifier {
                 t.range * (trace / t.count.max(1.0))
             })
             .collect();
+        self.margins = self.background_margins();
+    }
+
+    /// Each task's margin over the background. Between task `t` and the
+    /// background the router decides by `r(x) = d_t(x)^2 - d_b(x)^2`, which
+    /// is linear in `x`: over the task's own features its mean is
+    /// `-|L^-1 (mu_t - mu_b)|^2` and its variance `4 v^T (S_t / n_t) v`
+    /// with `v = L^-T L^-1 (mu_b - mu_t)`, both from the statistics under
+    /// the present covariance. The margin is that distribution's quantile
+    /// (a normal one: `r` sums hundreds of features' terms), and never
+    /// below 0: the nearer of the two still wins unless the task's own
+    /// features spread past the midpoint, where the margin keeps the
+    /// quantile of them with the task.
+    fn background_margins(&self) -> Vec<f64> {
+        let (Some(b), d) = (&self.whitened_background, self.dim) else {
+            return vec![0.0; self.tasks.len()];
+        };
+        let z = normal_quantile(self.quantile);
+        self.tasks
+            .iter()
+            .zip(&self.whitened_means)
+            .map(|(task, a)| {
+                let u: Vec<f64> = b.iter().zip(a).map(|(b, a)| b - a).collect();
+                // v = (L^-1)^T u: row k of L^-1 adds u_k times its entries.
+                let mut v = vec![0.0f64; d];
+                for (k, &uk) in u.iter().enumerate() {
+                    let row = &self.inverse_factor[k * d..k * d + k + 1];
+                    for (vj, l) in v.iter_mut().zip(row) {
+                        *vj += l * uk;
+                    }
+                }
+                let spread: f64 = task
+                    .scatter
+                    .chunks_exact(d)
+                    .zip(&v)
+                    .map(|(row, vi)| vi * row.iter().zip(&v).map(|(s, vj)| s * vj).sum::<f64>())
+                    .sum();
+                let sd = 2.0 * (spread.max(0.0) / task.count.max(1.0)).sqrt();
+                let mean = -u.iter().map(|x| x * x).sum::<f64>();
+                (mean + z * sd).max(0.0)
+            })
+            .collect()
+    }
+}
+
+/// The standard normal's `p`-quantile (Acklam's rational approximation,
+/// relative error below 1.2e-9), for `p` in (0, 1); clamped to +-8 outside.
+fn normal_quantile(p: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969_683_028_665_376e1,
+        2.209_460_984_245_205e2,
+        -2.759_285_104_469_687e2,
+        1.383_577_518_672_69e2,
+        -3.066_479_806_614_716e1,
+        2.506_628_277_459_239,
+    ];
+    const B: [f64; 5] = [
+        -5.447_609_879_822_406e1,
+        1.615_858_368_580_409e2,
+        -1.556_989_798_598_866e2,
+        6.680_131_188_771_972e1,
+        -1.328_068_155_288_572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784_894_002_430_293e-3,
+        -3.223_964_580_411_365e-1,
+        -2.400_758_277_161_838,
+        -2.549_732_539_343_734,
+        4.374_664_141_464_968,
+        2.938_163_982_698_783,
+    ];
+    const D: [f64; 4] = [
+        7.784_695_709_041_462e-3,
+        3.224_671_290_700_398e-1,
+        2.445_134_137_142_996,
+        3.754_408_661_907_416,
+    ];
+    const LOW: f64 = 0.024_25;
+    if p.is_nan() || p <= 0.0 {
+        return -8.0;
+    }
+    if p >= 1.0 {
+        return 8.0;
+    }
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    if p < LOW {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - LOW {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
     }
 }
 
@@ -499,8 +606,8 @@ fn quantile_of(values: &mut [f64], q: f64) -> f64 {
 mod tests {
     use super::*;
 
-    fn add(router: &mut TaskIdentifier, features: &[f32], quantile: f64) {
-        pollster::block_on(router.add_task(features, quantile, &Device::flex())).unwrap();
+    fn add(router: &mut TaskIdentifier, features: &[f32]) {
+        pollster::block_on(router.add_task(features, &Device::flex())).unwrap();
     }
 
     #[test]
@@ -523,17 +630,9 @@ mod tests {
 
     /// Two tasks in 2-D around (0, 0) and (10, 0), spread 1 along x.
     fn two_clusters() -> TaskIdentifier {
-        let mut router = TaskIdentifier::new(2);
-        add(
-            &mut router,
-            &[-1.0, 0.5, 1.0, -0.5, 0.0, 0.0, 0.5, 0.2],
-            1.0,
-        );
-        add(
-            &mut router,
-            &[9.0, 0.5, 11.0, -0.5, 10.0, 0.0, 10.5, 0.2],
-            1.0,
-        );
+        let mut router = TaskIdentifier::new(2, 1.0);
+        add(&mut router, &[-1.0, 0.5, 1.0, -0.5, 0.0, 0.0, 0.5, 0.2]);
+        add(&mut router, &[9.0, 0.5, 11.0, -0.5, 10.0, 0.0, 10.5, 0.2]);
         router
     }
 
@@ -556,7 +655,8 @@ mod tests {
         let mut router = two_clusters();
         let before = router.thresholds().to_vec();
         let own = [4.0f32, 10.5, 6.0, 9.5, 5.0, 10.0, 5.5, 10.2];
-        pollster::block_on(router.set_background(&own, &Device::flex())).unwrap();
+        let stats = pollster::block_on(TaskStats::of_features(&own, 2, &Device::flex())).unwrap();
+        router.set_background(stats);
         assert_ne!(
             router.thresholds(),
             &before[..],
@@ -574,6 +674,53 @@ mod tests {
     }
 
     #[test]
+    fn a_task_keeps_its_own_features_that_spread_past_the_background() {
+        // A task spread widely along x around 0, the base model's own text
+        // tight around (4, 0): (3, 0) is nearer the background, yet a point
+        // the task's own features reach; the margin keeps it the task's.
+        let mut router = TaskIdentifier::new(2, 0.99);
+        add(
+            &mut router,
+            &[-3.0, 0.1, -1.0, -0.1, 0.0, 0.0, 1.0, 0.1, 3.0, -0.1],
+        );
+        let own = [3.5f32, 0.05, 4.0, -0.05, 4.5, 0.0];
+        let stats = pollster::block_on(TaskStats::of_features(&own, 2, &Device::flex())).unwrap();
+        router.set_background(stats);
+        let edge = router.identify(&[3.0, 0.0]).unwrap();
+        let background = edge.background.unwrap();
+        assert!(background < edge.distances[0], "{edge:?}");
+        assert!(background + edge.margin > edge.distances[0], "{edge:?}");
+        // Past the background, the task's spread no longer reaches.
+        let beyond = router.identify(&[7.0, 0.0]).unwrap();
+        assert!(
+            beyond.background.unwrap() + beyond.margin < beyond.distances[0],
+            "{beyond:?}"
+        );
+        // Tight tasks far from the background need no margin.
+        let mut tight = two_clusters();
+        let own = [4.0f32, 10.5, 6.0, 9.5, 5.0, 10.0, 5.5, 10.2];
+        let stats = pollster::block_on(TaskStats::of_features(&own, 2, &Device::flex())).unwrap();
+        tight.set_background(stats);
+        assert_eq!(tight.margins, vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn the_normal_quantile_matches_known_values() {
+        for (p, z) in [
+            (0.5, 0.0),
+            (0.975, 1.959_964),
+            (0.99, 2.326_348),
+            (0.01, -2.326_348),
+        ] {
+            assert!(
+                (normal_quantile(p) - z).abs() < 1e-5,
+                "{p}: {}",
+                normal_quantile(p)
+            );
+        }
+    }
+
+    #[test]
     fn quantiles_take_the_nearest_rank() {
         let mut v = vec![5.0, 1.0, 4.0, 2.0, 3.0];
         assert_eq!(quantile_of(&mut v, 0.99), 5.0);
@@ -583,24 +730,18 @@ mod tests {
 
     #[test]
     fn a_rebuilt_router_identifies_exactly_as_the_original() {
-        let mut router = TaskIdentifier::new(3);
-        add(
-            &mut router,
-            &[1.0, 0.0, 0.5, 0.8, 0.1, 0.4, 1.2, -0.1, 0.6],
-            0.9,
-        );
-        add(
-            &mut router,
-            &[0.0, 1.0, 0.5, 0.1, 0.9, 0.7, -0.2, 1.1, 0.3],
-            0.9,
-        );
-        let copy = TaskIdentifier::from_parts(3, router.tasks().to_vec(), None).unwrap();
+        let mut router = TaskIdentifier::new(3, 0.9);
+        add(&mut router, &[1.0, 0.0, 0.5, 0.8, 0.1, 0.4, 1.2, -0.1, 0.6]);
+        add(&mut router, &[0.0, 1.0, 0.5, 0.1, 0.9, 0.7, -0.2, 1.1, 0.3]);
+        let copy = TaskIdentifier::from_parts(3, 0.9, router.tasks().to_vec(), None).unwrap();
         assert_eq!(copy, router);
-        assert!(TaskIdentifier::from_parts(2, router.tasks().to_vec(), None).is_none());
+        assert!(TaskIdentifier::from_parts(2, 0.9, router.tasks().to_vec(), None).is_none());
         let background = [0.5f32, 0.5, 0.0, 0.4, 0.6, 0.1, 0.6, 0.4, -0.1];
-        pollster::block_on(router.set_background(&background, &Device::flex())).unwrap();
+        let stats =
+            pollster::block_on(TaskStats::of_features(&background, 3, &Device::flex())).unwrap();
+        router.set_background(stats);
         let stats = router.background().cloned();
-        let copy = TaskIdentifier::from_parts(3, router.tasks().to_vec(), stats).unwrap();
+        let copy = TaskIdentifier::from_parts(3, 0.9, router.tasks().to_vec(), stats).unwrap();
         assert_eq!(copy, router);
     }
 
@@ -608,17 +749,15 @@ mod tests {
     fn a_later_task_rescales_an_earlier_range_with_the_covariance() {
         // Task 0's features spread 1 along x; task 1's spread 10: the pooled
         // covariance grows, task 0's distances shrink, and so must its range.
-        let mut router = TaskIdentifier::new(2);
+        let mut router = TaskIdentifier::new(2, 1.0);
         add(
             &mut router,
             &[-1.0, 0.1, 1.0, -0.1, 0.5, 0.0, -0.5, 0.05, 0.8, -0.05],
-            1.0,
         );
         let alone = router.thresholds()[0];
         add(
             &mut router,
             &[40.0, 1.0, 60.0, -1.0, 45.0, 0.5, 55.0, -0.5, 50.0, 0.0],
-            1.0,
         );
         assert!(
             router.thresholds()[0] < alone,

@@ -7,6 +7,7 @@
 //! `crate::train`'s job; scoring is `crate::eval`'s; this module says what the
 //! model computes for a given state.
 
+mod background;
 mod baselines;
 mod lda;
 mod mixture;
@@ -21,8 +22,10 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{LlamaConfig, Site};
+pub use background::{BACKGROUND_FILE, BACKGROUND_FORMAT_VERSION, Background, BackgroundRecipe};
 pub use baselines::SharedLora;
 use lda::TaskIdentifier;
+pub(crate) use lda::TaskStats;
 pub(crate) use mixture::Mixture;
 use mixture::{ExpertWeights, SiteMix};
 pub(crate) use pool::SubExpertConfig;
@@ -138,7 +141,7 @@ pub struct MoseConfig {
     /// own text, a feature nearer to them than to every task going to the
     /// base model; read once, with the first task, decoded
     /// `route_batch_size` texts at a time. 0 turns it off.
-    #[config(default = 0)]
+    #[config(default = 1024)]
     pub background_texts: usize,
     /// Tokens in each of those texts.
     #[config(default = 100)]
@@ -146,6 +149,11 @@ pub struct MoseConfig {
     /// Temperature they are drawn at (1: the model's own distribution).
     #[config(default = 1.0)]
     pub background_temperature: f64,
+    /// Seed of their draws: the texts describe the base model, not a
+    /// project, so every project shares them (and a model folder can carry
+    /// their statistics, [`Background`]).
+    #[config(default = 0)]
+    pub background_seed: u64,
     /// Decoder layer (0-based) whose output the key router's query averages; `None` for the last.
     #[config(default = "None")]
     pub query_layer: Option<usize>,
@@ -178,16 +186,23 @@ impl MoseConfig {
             .with_settle_by_contribution(false)
             .with_reuse_familiar(false)
             .with_none_of_these(false)
+            .with_background_texts(0)
     }
 
     /// Reads settings saved as JSON, filling any setting the file predates
     /// from [`legacy`](Self::legacy) (a file without a `router` predates them
-    /// all) or from the defaults.
+    /// all), with no background for a file without `background_texts`, or
+    /// from the defaults.
     ///
     /// # Errors
     /// When a setting is present but malformed.
     pub fn from_json(value: serde_json::Value) -> Result<Self, serde_json::Error> {
         let base = match value.get("router") {
+            // Files saved before the base model's own text was modelled
+            // routed without it, and keep routing so.
+            Some(_) if value.get("background_texts").is_none() => {
+                Self::new().with_background_texts(0)
+            }
             Some(_) => Self::new(),
             None => Self::legacy(),
         };
@@ -321,6 +336,14 @@ pub enum MoseError {
         /// The tensor's name.
         name: String,
     },
+    /// Bytes that are not the statistics of a base model's own text.
+    #[error(
+        "this file is not a base model's background statistics ({reason}); delete it, or write it again with `mose background --model <folder>`"
+    )]
+    NotABackground {
+        /// What was wrong.
+        reason: String,
+    },
     /// A tensor of the wrong shape.
     #[error(
         "state tensor {name}: expected shape {expected:?}, found {found:?}; the file is damaged, save it again"
@@ -425,6 +448,8 @@ impl Learner {
         };
         let layers = model.num_hidden_layers.max(1);
         let feature_groups = (effective.route_feature_width / model.hidden_size).clamp(1, layers);
+        let identifier =
+            TaskIdentifier::new(feature_groups * model.hidden_size, effective.none_quantile);
         Ok(Self {
             method,
             base_config: config,
@@ -435,7 +460,7 @@ impl Learner {
             feature_groups,
             seed,
             state,
-            identifier: TaskIdentifier::new(feature_groups * model.hidden_size),
+            identifier,
         })
     }
 
@@ -514,6 +539,27 @@ impl Learner {
             && self.config.none_of_these
             && self.config.background_texts > 0
             && self.identifier.background().is_none()
+    }
+
+    /// What the statistics of the base model's own text depend on under
+    /// this learner's settings (with the weights' fingerprint).
+    pub fn background_recipe(&self) -> BackgroundRecipe {
+        BackgroundRecipe::of(&self.config, self.feature_width())
+    }
+
+    /// Takes `background` as the router's model of the base model's own
+    /// text, when the learner still [needs one](Self::needs_background) and
+    /// `background` was made from the weights `fingerprint` names with this
+    /// learner's recipe; says whether it did. Otherwise the learner writes
+    /// the texts itself with its next task.
+    pub fn adopt_background(&mut self, background: &Background, fingerprint: &str) -> bool {
+        let fits = self.needs_background()
+            && background.fingerprint() == fingerprint
+            && *background.recipe() == self.background_recipe();
+        if fits {
+            self.identifier.set_background(background.stats.clone());
+        }
+        fits
     }
 
     /// The router's decision for one feature ([`feature_width`](Self::feature_width)
@@ -855,7 +901,7 @@ impl Learner {
     /// Freezes a learned task into the state (Algorithm 1, step 5).
     ///
     /// `features` are the task's training features for the Gaussian router
-    /// (`[n, feature_width]`), and `background` the features of the base
+    /// (`[n, feature_width]`), and `background` the statistics of the base
     /// model's own texts when [`needs_background`](Self::needs_background)
     /// asked for them; the key router ignores both.
     pub(crate) async fn add_task(
@@ -864,7 +910,7 @@ impl Learner {
         params: TaskParams,
         chosen: Vec<Vec<usize>>,
         features: &[f32],
-        background: Option<&[f32]>,
+        background: Option<TaskStats>,
     ) -> Result<Capacity, MoseError> {
         let old = self.visible_to_new_task();
         let LearnerState::Tasks(tasks) = &mut self.state else {
@@ -888,13 +934,10 @@ impl Learner {
         let capacity = task.capacity;
         tasks.push(task);
         if self.config.router == RouterKind::Gaussian {
-            if let Some(background) = background.filter(|b| !b.is_empty()) {
-                self.identifier.set_background(background, &device).await?;
+            if let Some(background) = background {
+                self.identifier.set_background(background);
             }
-            let quantile = self.config.none_quantile;
-            self.identifier
-                .add_task(features, quantile, &device)
-                .await?;
+            self.identifier.add_task(features, &device).await?;
         }
         Ok(capacity)
     }
@@ -1151,10 +1194,16 @@ mod tests {
             let config = MoseConfig::from_json(value).unwrap();
             assert_eq!(config, MoseConfig::legacy().with_rank(2));
         }
+        // A file from before the base model's own text routes without it.
+        let before = serde_json::json!({ "router": "gaussian", "gate": "norga" });
+        let config = MoseConfig::from_json(before).unwrap();
+        let expected = MoseConfig::new().with_gate(GateKind::Norga);
+        assert_eq!(config, expected.clone().with_background_texts(0));
         // A file of this version keeps what it says, defaults for the rest.
-        let new = serde_json::json!({ "router": "gaussian", "gate": "norga" });
+        let new =
+            serde_json::json!({ "router": "gaussian", "gate": "norga", "background_texts": 64 });
         let config = MoseConfig::from_json(new).unwrap();
-        assert_eq!(config, MoseConfig::new().with_gate(GateKind::Norga));
+        assert_eq!(config, expected.with_background_texts(64));
         assert!(MoseConfig::from_json(serde_json::json!({ "router": "lda" })).is_err());
     }
 

@@ -175,7 +175,8 @@ impl Route {
     /// The Gaussian router's decision: the `top_k` likeliest tasks mixed by
     /// their renormalised posterior, or no task when the likeliest one's
     /// distance is beyond its threshold, or when the base model's own text
-    /// (the background, if the router models it) is nearer than that task.
+    /// (the background, if the router models it) is nearer than that task
+    /// by more than the task's margin.
     pub(crate) fn from_identification(
         identification: &Identification,
         thresholds: &[f64],
@@ -185,7 +186,10 @@ impl Route {
         let order = ranked(&scores, top_k);
         let outside = order.first().is_some_and(|&t| {
             let distance = identification.distances[t];
-            distance > thresholds[t] || identification.background.is_some_and(|b| b < distance)
+            distance > thresholds[t]
+                || identification
+                    .background
+                    .is_some_and(|b| b + identification.margin < distance)
         });
         if outside {
             return Self {
@@ -264,18 +268,22 @@ mod tests {
 
     #[test]
     fn the_base_model_answers_what_is_nearer_its_own_text_than_any_task() {
-        let found = |background| Identification {
+        let found = |background, margin| Identification {
             distances: vec![9.0, 4.0],
             posterior: vec![0.1, 0.9],
             background,
+            margin,
         };
         let thresholds = [10.0, 10.0];
-        let within = Route::from_identification(&found(None), &thresholds, 1);
+        let within = Route::from_identification(&found(None, 0.0), &thresholds, 1);
         assert_eq!(within.chosen, vec![(1, 1.0)]);
-        let farther = Route::from_identification(&found(Some(5.0)), &thresholds, 1);
+        let farther = Route::from_identification(&found(Some(5.0), 0.0), &thresholds, 1);
         assert_eq!(farther.chosen, vec![(1, 1.0)]);
-        let nearer = Route::from_identification(&found(Some(3.0)), &thresholds, 1);
+        let nearer = Route::from_identification(&found(Some(3.0), 0.0), &thresholds, 1);
         assert!(nearer.none_of_these && nearer.chosen.is_empty());
+        // Nearer the background by less than the task's margin: still the task's.
+        let within_margin = Route::from_identification(&found(Some(3.0), 1.5), &thresholds, 1);
+        assert_eq!(within_margin.chosen, vec![(1, 1.0)]);
     }
 
     #[test]

@@ -445,8 +445,9 @@ impl Learner {
                 }),
                 None => None,
             };
-            learner.identifier = TaskIdentifier::from_parts(width, stats, background)
-                .ok_or_else(|| not_a_state("its router statistics do not fit".into()))?;
+            learner.identifier =
+                TaskIdentifier::from_parts(width, learner.config.none_quantile, stats, background)
+                    .ok_or_else(|| not_a_state("its router statistics do not fit".into()))?;
         }
         Ok(learner)
     }

@@ -29,8 +29,8 @@ use crate::data::{Batches, Example, PaddedBatch};
 use crate::model::generate::{GenerateError, TextSampling, sample_texts};
 use crate::model::{Llama, next_token_nll};
 use crate::mose::{
-    Capacity, Learner, Method, MoseError, RouterKind, SharedLora, TaskParams, layer_features,
-    pull_loss, push_loss, query_features, read_vec, unit,
+    Background, Capacity, Learner, Method, MoseError, RouterKind, SharedLora, TaskParams,
+    TaskStats, layer_features, pull_loss, push_loss, query_features, read_vec, unit,
 };
 use crate::optim::{AdamWSettings, FlatAdamW};
 
@@ -261,9 +261,9 @@ pub struct TaskRun {
     /// The task's training features for the Gaussian router (computed at
     /// the start, or again at the end of a resumed run).
     features: Option<Vec<f32>>,
-    /// The features of the base model's own texts, when the learner asked
+    /// The statistics of the base model's own texts, when the learner asked
     /// for them ([`Learner::needs_background`]); computed at the end of the run.
-    background: Option<Vec<f32>>,
+    background: Option<TaskStats>,
     /// The loss of every step so far.
     pub losses: Vec<f32>,
     config: TrainConfig,
@@ -413,7 +413,7 @@ impl TaskRun {
         }
         if learner.needs_background() && self.background.is_none() {
             self.background =
-                Some(background_features(model, learner, pad_id, &self.config, device).await?);
+                background_stats(model, learner, pad_id, &self.config, device).await?;
         }
         Ok(RunEnd::Finished)
     }
@@ -441,7 +441,7 @@ impl TaskRun {
                 let features = self.features.take().unwrap_or_default();
                 let background = self.background.take();
                 learner
-                    .add_task(self.name, params, chosen, &features, background.as_deref())
+                    .add_task(self.name, params, chosen, &features, background)
                     .await?
             }
             Trainable::Shared(lora) => learner.set_shared(self.name, lora),
@@ -667,25 +667,45 @@ async fn features_with_prefixes(
     Ok((full, whole))
 }
 
-/// The router's features of texts the frozen base model writes by itself
+/// The statistics of the base model's own text under `learner`'s settings,
+/// for a model folder to carry ([`Background`]): what a learner computes
+/// with its first task, computed once. `fingerprint` names the weights
+/// ([`crate::project::BaseModel`]'s). `None` for a model whose config names
+/// no start or end token to write from.
+///
+/// # Errors
+/// The device's, while writing or reading the texts.
+pub async fn base_model_background(
+    model: &Llama,
+    fingerprint: &str,
+    learner: &Learner,
+    pad_id: u32,
+    config: &TrainConfig,
+    device: &Device,
+) -> Result<Option<Background>, TrainError> {
+    let stats = background_stats(model, learner, pad_id, config, device).await?;
+    Ok(stats.map(|stats| Background::new(fingerprint, learner.background_recipe(), stats)))
+}
+
+/// The router's statistics of texts the frozen base model writes by itself
 /// (`background_texts` of `background_tokens` tokens from its start token,
-/// seeded by the learner), read as a task's training text is: whole, and
-/// their first `route_prefix_tokens` tokens. Empty for a model whose config
-/// names no start or end token to start from.
-async fn background_features(
+/// seeded by `background_seed`), read as a task's training text is: whole,
+/// and their first `route_prefix_tokens` tokens. `None` for no texts or a
+/// model whose config names no start or end token to start from.
+async fn background_stats(
     model: &Llama,
     learner: &Learner,
     pad_id: u32,
     config: &TrainConfig,
     device: &Device,
-) -> Result<Vec<f32>, TrainError> {
+) -> Result<Option<TaskStats>, TrainError> {
     let mose = learner.config();
     let start = model
         .config()
         .bos_token_id
         .or_else(|| model.config().eos_ids().first().copied());
-    let Some(start) = start else {
-        return Ok(Vec::new());
+    let Some(start) = start.filter(|_| mose.background_texts > 0) else {
+        return Ok(None);
     };
     let sampling = TextSampling {
         start,
@@ -693,7 +713,7 @@ async fn background_features(
         tokens: mose.background_tokens,
         temperature: mose.background_temperature,
         batch: mose.route_batch_size,
-        seed: learner.seed(),
+        seed: mose.background_seed,
     };
     let texts = sample_texts(model, &sampling, device).await?;
     let examples: Vec<Example> = texts
@@ -709,7 +729,9 @@ async fn background_features(
     let examples: Vec<&Example> = examples.iter().collect();
     let (rows, _) =
         features_with_prefixes(model, learner, &examples, pad_id, config, device).await?;
-    Ok(rows)
+    Ok(Some(
+        TaskStats::of_features(&rows, learner.feature_width(), device).await?,
+    ))
 }
 
 /// The router's feature of every row of `batch` (whose ids are `ids`),
