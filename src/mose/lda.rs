@@ -231,8 +231,8 @@ impl TaskIdentifier {
                 .collect()
         };
         let halves = [half(0), half(1)];
-        let before = self.features_counted();
-        let others = self.pooled_scatter();
+        let before = self.features_counted(true);
+        let others = self.pooled_scatter(true);
         let mut distances = Vec::with_capacity(rows.len());
         for (fit, held) in [(&halves[0], &halves[1]), (&halves[1], &halves[0])] {
             let (mean, scatter) = moments(fit, d, device).await?;
@@ -259,7 +259,14 @@ impl TaskIdentifier {
     /// (`[n, d]` row-major) for each learned task: the share of them nearer
     /// to that task's mean than to the new task's own (leave-one-out) mean.
     /// A high share means the router cannot tell the new text from that
-    /// task's. The products run on `device`.
+    /// task's. Measured under the covariance pooled over the tasks alone:
+    /// whether two tasks are one kind of text is a question among tasks,
+    /// and the background's broad spread, there to set tasks apart from the
+    /// base model's own text, would leave the covariance less shrunk and
+    /// part a small task's two halves on directions a few samples fix (on
+    /// two halves of 40 templated recipes, none of the second half's
+    /// samples was nearer the first half with it, 12 of 32 without). The
+    /// products run on `device`.
     pub async fn confusion_with(
         &self,
         features: &[f32],
@@ -271,7 +278,23 @@ impl TaskIdentifier {
             return Ok(vec![0.0; self.tasks.len()]);
         }
         let rows = Tensor::<2>::from_data(TensorData::new(features.to_vec(), [n, d]), device);
-        let inverse: Vec<f32> = self.inverse_factor.iter().map(|&v| v as f32).collect();
+        let (factor, means) = match self.background {
+            None => (self.inverse_factor.clone(), self.whitened_means.clone()),
+            Some(_) => {
+                let factor = shrunk_inverse_factor(
+                    &self.pooled_scatter(false),
+                    self.features_counted(false),
+                    d,
+                );
+                let means = self
+                    .tasks
+                    .iter()
+                    .map(|t| whiten_with(&factor, &t.mean, d))
+                    .collect();
+                (factor, means)
+            }
+        };
+        let inverse: Vec<f32> = factor.iter().map(|&v| v as f32).collect();
         let inverse = Tensor::<2>::from_data(TensorData::new(inverse, [d, d]), device);
         let z = read_vec(rows.matmul(inverse.transpose())).await?; // [n, d]: L^-1 x
         let own_mean: Vec<f64> = (0..d)
@@ -290,7 +313,7 @@ impl TaskIdentifier {
                 .map(|t| {
                     let dist: f64 = row
                         .iter()
-                        .zip(&self.whitened_means[t])
+                        .zip(&means[t])
                         .map(|(&a, b)| (a as f64 - b).powi(2))
                         .sum();
                     (t, dist)
@@ -344,28 +367,26 @@ impl TaskIdentifier {
 
     /// `L^-1 x`.
     fn whiten<T: Copy + Into<f64>>(&self, x: &[T]) -> Vec<f64> {
-        let d = self.dim;
-        (0..d)
-            .map(|i| {
-                let row = &self.inverse_factor[i * d..i * d + i + 1];
-                row.iter().zip(x).map(|(l, &x)| l * x.into()).sum()
-            })
-            .collect()
+        whiten_with(&self.inverse_factor, x, self.dim)
     }
 
     /// Features behind the pooled covariance: every task's and the background's.
-    fn features_counted(&self) -> f64 {
-        self.tasks
-            .iter()
-            .chain(&self.background)
-            .map(|t| t.count)
-            .sum()
+    fn features_counted(&self, background: bool) -> f64 {
+        self.pooled(background).map(|t| t.count).sum()
     }
 
-    /// `S = sum_t S_t` (and the background's), `[d, d]` row-major.
-    fn pooled_scatter(&self) -> Vec<f64> {
+    /// The statistics the covariance pools: every task's, and the
+    /// background's with `background`.
+    fn pooled(&self, background: bool) -> impl Iterator<Item = &TaskStats> {
+        self.tasks
+            .iter()
+            .chain(self.background.as_ref().filter(|_| background))
+    }
+
+    /// `S = sum_t S_t` (and the background's with `background`), `[d, d]` row-major.
+    fn pooled_scatter(&self, background: bool) -> Vec<f64> {
         let mut pooled = vec![0.0f64; self.dim * self.dim];
-        for task in self.tasks.iter().chain(&self.background) {
+        for task in self.pooled(background) {
             for (p, s) in pooled.iter_mut().zip(&task.scatter) {
                 *p += s;
             }
@@ -378,8 +399,8 @@ impl TaskIdentifier {
     /// `range * tr(C^-1 S_t) / n_t`.
     fn solve(&mut self) {
         let d = self.dim;
-        let n = self.features_counted();
-        self.inverse_factor = shrunk_inverse_factor(&self.pooled_scatter(), n, d);
+        let n = self.features_counted(true);
+        self.inverse_factor = shrunk_inverse_factor(&self.pooled_scatter(true), n, d);
         self.whitened_means = self.tasks.iter().map(|t| self.whiten(&t.mean)).collect();
         self.whitened_background = self.background.as_ref().map(|b| self.whiten(&b.mean));
         // C^-1 = L^-T L^-1, lower triangle (both factors are triangular).
@@ -455,6 +476,16 @@ impl TaskIdentifier {
             })
             .collect()
     }
+}
+
+/// `L^-1 x` for the lower-triangular `L^-1` (`inverse_factor`, `[d, d]` row-major).
+fn whiten_with<T: Copy + Into<f64>>(inverse_factor: &[f64], x: &[T], d: usize) -> Vec<f64> {
+    (0..d)
+        .map(|i| {
+            let row = &inverse_factor[i * d..i * d + i + 1];
+            row.iter().zip(x).map(|(l, &x)| l * x.into()).sum()
+        })
+        .collect()
 }
 
 /// The standard normal's `p`-quantile (Acklam's rational approximation,
