@@ -174,6 +174,7 @@ fn every_subcommand_has_help() {
         "generate",
         "import-gguf",
         "info",
+        "background",
         "bench",
     ] {
         assert!(top.contains(command), "--help does not list {command}");
@@ -275,6 +276,10 @@ fn pretrain_writes_a_model_that_generates_and_describes_itself() {
     assert_eq!(info["model"]["layers"], 2);
     assert_eq!(info["model"]["vocab_size"], 512);
     assert_eq!(info["devices"][0]["backend"], "cpu");
+    // The statistics `mose background` wrote for these weights.
+    let background = &info["model"]["background"];
+    assert_eq!(background["texts"], 64, "{info}");
+    assert_eq!(background["for_these_weights"], true, "{info}");
 
     let generated: serde_json::Value = serde_json::from_str(&ok(&[
         "generate",

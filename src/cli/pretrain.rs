@@ -229,7 +229,7 @@ pub(crate) fn run(context: &Context, args: Args) -> Result<(), CliError> {
     };
     let json = serde_json::to_string_pretty(&report).map_err(CliError::failed)?;
     write(&out.join(REPORT_FILE), json.as_bytes())?;
-    write(&out.join(CARD_FILE), model_card(&report).as_bytes())?;
+    write(&out.join(CARD_FILE), model_card(&report, &out).as_bytes())?;
     let text = format!(
         "wrote {} (config.json, model.safetensors, tokenizer.json, {REPORT_FILE}, {CARD_FILE})\nheld-out perplexity {:.2} (unigram {:.1}) after {} steps in {:.0} s\n",
         out.display(),
@@ -401,7 +401,7 @@ fn source_sizes(train: &[Document], heldout: &[Document]) -> BTreeMap<String, So
 
 /// The model card: what the model is, what it learned from, how well it
 /// does, what it writes, and the command that rebuilds it.
-fn model_card(report: &Report) -> String {
+fn model_card(report: &Report, out: &Path) -> String {
     let c = &report.config;
     let mut card = String::new();
     let _ = writeln!(card, "# MoSE Lab base model\n");
@@ -518,11 +518,15 @@ fn model_card(report: &Report) -> String {
     let _ = writeln!(card, "## Rebuild\n");
     let _ = writeln!(
         card,
-        "```bash\nscripts/data.sh\n{}\n```\n\nRuns are seeded and the tokenizer rebuilds byte \
-         for byte, but the CPU backend's parallel sums may round differently from run to run, so \
-         a rebuild gives close, not identical, weights. With the shipped settings a rebuild's \
-         held-out perplexity lands within 1% of the shipped model's.",
-        report.command
+        "```bash\nscripts/data.sh\n{}\ncargo mose background --model {}\n```\n\nRuns are seeded \
+         and the tokenizer rebuilds byte for byte, but the CPU backend's parallel sums may round \
+         differently from run to run, so a rebuild gives close, not identical, weights. With the \
+         shipped settings a rebuild's held-out perplexity lands within 1% of the shipped model's. \
+         `mose background` writes `background.safetensors`, the router's statistics of texts the \
+         model writes by itself (docs/METHOD.md), which the app and `mose train` use for this \
+         model's weights only.",
+        report.command,
+        out.display()
     );
     card
 }

@@ -286,6 +286,16 @@ struct ModelInfo {
     heads: usize,
     kv_heads: usize,
     context: usize,
+    /// The statistics of its own text the folder carries, if any.
+    background: Option<BackgroundInfo>,
+}
+
+#[derive(Serialize)]
+struct BackgroundInfo {
+    texts: usize,
+    tokens: usize,
+    /// Whether they were made from these weights (a learner adopts only those).
+    for_these_weights: bool,
 }
 
 pub(crate) fn info(context: &Context, args: InfoArgs) -> Result<(), CliError> {
@@ -330,6 +340,12 @@ pub(crate) fn info(context: &Context, args: InfoArgs) -> Result<(), CliError> {
         Some(dir) => {
             let checkpoint = load_model(dir)?;
             let c = &checkpoint.config;
+            let fingerprint = identity(dir, &checkpoint).fingerprint;
+            let background = read_background(dir)?.map(|b| BackgroundInfo {
+                texts: b.recipe().texts,
+                tokens: b.recipe().tokens,
+                for_these_weights: b.fingerprint() == fingerprint,
+            });
             Some(ModelInfo {
                 path: dir.display().to_string(),
                 parameters: parameter_count(&checkpoint)?,
@@ -339,6 +355,7 @@ pub(crate) fn info(context: &Context, args: InfoArgs) -> Result<(), CliError> {
                 heads: c.num_attention_heads,
                 kv_heads: c.kv_heads(),
                 context: c.max_position_embeddings,
+                background,
             })
         }
     };
@@ -394,6 +411,18 @@ pub(crate) fn info(context: &Context, args: InfoArgs) -> Result<(), CliError> {
             m.kv_heads,
             m.context
         );
+        text += &match &m.background {
+            None => "  no statistics of its own text: a learner writes them with its first task (`mose background` keeps them)\n".to_string(),
+            Some(b) => format!(
+                "  statistics of its own text: {} texts of {} tokens{}\n",
+                b.texts,
+                b.tokens,
+                match b.for_these_weights {
+                    true => "",
+                    false => ", made for other weights (unused; write them again with `mose background`)",
+                }
+            ),
+        };
     }
     if let Some(p) = &project {
         text += &format!(
