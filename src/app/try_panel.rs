@@ -266,15 +266,20 @@ pub fn TryPanel() -> impl IntoView {
                 })
                 .collect_view();
             let chosen_name = chosen.and_then(|t| r.tasks.get(t).cloned()).unwrap_or_default();
-            let label = match r.router {
-                RouterKind::Gaussian => "The router's probability that the prompt is each task's text",
-                RouterKind::Key => "Similarity of the prompt to each task's key (cosine)",
+            let label = match (r.router, r.route.none_of_these) {
+                (RouterKind::Gaussian, false) => "The router's probability that the prompt is each task's text",
+                (RouterKind::Gaussian, true) => "Were the prompt one of the learned tasks' text, the router's probability for each",
+                (RouterKind::Key, _) => "Similarity of the prompt to each task's key (cosine)",
             };
             let decision = match r.route.none_of_these {
+                // The posterior only compares the learned tasks with each
+                // other: say so, or a bar at 1.000 reads as a match.
                 true => view! {
                     <p class="none-of-these" data-testid="no-task-matches">
                         "No learned task matches this text: the base model answers."
                     </p>
+                    <p class="bars-note">"The bars only compare the learned tasks with each other: \
+                        were it one of them, it would most likely be the longest."</p>
                 }
                 .into_any(),
                 false => view! {
