@@ -63,6 +63,28 @@ pub(crate) fn read_description<T: DeserializeOwned>(
     serde_json::from_value(value).map_err(|e| ReadError::Json(e.to_string()))
 }
 
+/// Why a tensor could not be read ([`f32_tensor`]).
+#[derive(Debug)]
+pub(crate) enum TensorError {
+    /// The file has no tensor of that name.
+    Missing,
+    /// It is not f32, or of another shape (the shape it has).
+    Mismatch(Vec<usize>),
+}
+
+/// The values of `file`'s f32 tensor `name` of shape `shape`.
+pub(crate) fn f32_tensor(
+    file: &SafeTensors<'_>,
+    name: &str,
+    shape: &[usize],
+) -> Result<Vec<f32>, TensorError> {
+    let view = file.tensor(name).map_err(|_| TensorError::Missing)?;
+    match f32_values(&view) {
+        Some(values) if view.shape() == shape => Ok(values),
+        _ => Err(TensorError::Mismatch(view.shape().to_vec())),
+    }
+}
+
 /// A tensor's values, `None` unless it holds f32.
 pub(crate) fn f32_values(view: &TensorView<'_>) -> Option<Vec<f32>> {
     (view.dtype() == Dtype::F32).then(|| {

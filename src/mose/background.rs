@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::lda::TaskStats;
 use super::{MoseConfig, MoseError};
-use crate::saved::{self, ReadError};
+use crate::saved::{self, ReadError, TensorError};
 
 /// The name of the file in a model folder.
 pub const BACKGROUND_FILE: &str = "background.safetensors";
@@ -156,16 +156,11 @@ impl Background {
         let file = safetensors::SafeTensors::deserialize(bytes).map_err(|e| not(e.to_string()))?;
         let d = description.recipe.feature_width;
         let values = |name: &str, shape: &[usize]| -> Result<Vec<f64>, MoseError> {
-            let view = file
-                .tensor(name)
-                .map_err(|_| not(format!("it has no tensor {name}")))?;
-            match saved::f32_values(&view) {
-                Some(values) if view.shape() == shape => {
-                    Ok(values.into_iter().map(f64::from).collect())
-                }
-                _ => Err(not(format!(
-                    "tensor {name} is not f32 of shape {shape:?} (found {:?})",
-                    view.shape()
+            match saved::f32_tensor(&file, name, shape) {
+                Ok(values) => Ok(values.into_iter().map(f64::from).collect()),
+                Err(TensorError::Missing) => Err(not(format!("it has no tensor {name}"))),
+                Err(TensorError::Mismatch(found)) => Err(not(format!(
+                    "tensor {name} is not f32 of shape {shape:?} (found {found:?})"
                 ))),
             }
         };

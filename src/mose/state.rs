@@ -24,7 +24,7 @@ use super::{
     TaskParams, gate_weights_host, read_vec, unit,
 };
 use crate::model::LlamaConfig;
-use crate::saved::{self, ReadError};
+use crate::saved::{self, ReadError, TensorError};
 
 /// The state format this build writes and reads.
 pub const STATE_FORMAT_VERSION: u32 = 2;
@@ -260,17 +260,14 @@ impl Learner {
         let file = SafeTensors::deserialize(bytes).map_err(|e| not_a_state(e.to_string()))?;
         // Values on the host first: a state is read without any device round trip.
         let host = |name: String, shape: Vec<usize>| -> Result<Vec<f32>, MoseError> {
-            let view = file
-                .tensor(&name)
-                .map_err(|_| MoseError::MissingTensor { name: name.clone() })?;
-            match saved::f32_values(&view) {
-                Some(values) if view.shape() == shape.as_slice() => Ok(values),
-                _ => Err(MoseError::WrongShape {
+            saved::f32_tensor(&file, &name, &shape).map_err(|e| match e {
+                TensorError::Missing => MoseError::MissingTensor { name },
+                TensorError::Mismatch(found) => MoseError::WrongShape {
                     name,
                     expected: shape,
-                    found: view.shape().to_vec(),
-                }),
-            }
+                    found,
+                },
+            })
         };
         let vector = |values: Vec<f32>| -> Tensor<1> {
             let n = values.len();
