@@ -38,6 +38,8 @@
 //! The statistics are f64 on the host (`d` is a few hundred); the products
 //! over a task's training features run on the device.
 
+use std::borrow::Cow;
+
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::{MoseError, read_vec};
@@ -278,8 +280,11 @@ impl TaskIdentifier {
             return Ok(vec![0.0; self.tasks.len()]);
         }
         let rows = Tensor::<2>::from_data(TensorData::new(features.to_vec(), [n, d]), device);
-        let (factor, means) = match self.background {
-            None => (self.inverse_factor.clone(), self.whitened_means.clone()),
+        let (factor, means): (Cow<[f64]>, Cow<[Vec<f64>]>) = match self.background {
+            None => (
+                Cow::Borrowed(&self.inverse_factor),
+                Cow::Borrowed(&self.whitened_means),
+            ),
             Some(_) => {
                 let factor = shrunk_inverse_factor(
                     &self.pooled_scatter(false),
@@ -291,7 +296,7 @@ impl TaskIdentifier {
                     .iter()
                     .map(|t| whiten_with(&factor, &t.mean, d))
                     .collect();
-                (factor, means)
+                (Cow::Owned(factor), Cow::Owned(means))
             }
         };
         let inverse: Vec<f32> = factor.iter().map(|&v| v as f32).collect();
