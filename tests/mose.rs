@@ -7,7 +7,8 @@ mod common;
 
 use burn::tensor::Device;
 use common::mose::{
-    SHORT_SEQUENCE, Setup, TOKENIZER, TaskSplit, assert_matches_recorded, learner, run, setup,
+    SHORT_SEQUENCE, Setup, TOKENIZER, TaskSplit, assert_matches_recorded, fixture_config,
+    fixture_learner, learner, run, setup,
 };
 use mose_lab::data::DataConfig;
 use mose_lab::eval::{Routing, generate_routed};
@@ -543,6 +544,14 @@ fn a_related_task_reuses_sub_experts_and_an_unseen_one_gets_the_base_model() {
     }
 }
 
+/// The fixture's settings with a test-sized base model's own text: 24 texts
+/// of 12 tokens, written by the learner itself.
+fn small_background() -> MoseConfig {
+    fixture_config()
+        .with_background_texts(24)
+        .with_background_tokens(12)
+}
+
 #[test]
 fn the_routers_model_of_the_base_models_own_text_saves_and_loads_exactly() {
     let device = Device::flex();
@@ -551,11 +560,7 @@ fn the_routers_model_of_the_base_models_own_text_saves_and_loads_exactly() {
     let config = TrainConfig::new()
         .with_steps_per_task(4)
         .with_learning_rate(1e-2);
-    let mose = MoseConfig::new()
-        .with_query_layer(Some(0))
-        .with_background_texts(24)
-        .with_background_tokens(12);
-    let mut learner = Learner::new(Method::Mose, mose, model.config(), 7, &device).unwrap();
+    let mut learner = fixture_learner(Method::Mose, small_background(), model, &device);
     assert!(learner.needs_background());
     for split in &splits[..2] {
         pollster::block_on(s.learn(&mut learner, split, &config, &device));
@@ -600,13 +605,8 @@ fn the_base_models_own_text_kept_with_the_model_is_adopted_as_if_read_by_the_tas
     let config = TrainConfig::new()
         .with_steps_per_task(3)
         .with_learning_rate(1e-2);
-    let mose = MoseConfig::new()
-        .with_query_layer(Some(0))
-        .with_background_texts(24)
-        .with_background_tokens(12);
-    let fresh = |mose: &MoseConfig| {
-        Learner::new(Method::Mose, mose.clone(), model.config(), 7, &device).unwrap()
-    };
+    let mose = small_background();
+    let fresh = |mose: &MoseConfig| fixture_learner(Method::Mose, mose.clone(), model, &device);
     // What `mose background` writes into a model folder, and reads back.
     let background = pollster::block_on(base_model_background(
         model,

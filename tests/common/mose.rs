@@ -126,23 +126,31 @@ pub fn task_splits(tokenizer: &Tokenizer, samples: usize, seed: u64) -> Vec<Task
         .collect()
 }
 
+/// The settings the tests' learners start from: the defaults, with the
+/// Gaussian router, which reads every layer. Were the key router chosen, its
+/// query would read layer 0: this base model's weights are random, and
+/// deeper random layers only blur the lexical differences a cosine needs.
+pub fn fixture_config() -> MoseConfig {
+    MoseConfig::new().with_query_layer(Some(0))
+}
+
+/// A learner with `config` on `model`, seeded as every test's is.
+pub fn fixture_learner(
+    method: Method,
+    config: MoseConfig,
+    model: &Llama,
+    device: &Device,
+) -> Learner {
+    Learner::new(method, config, model.config(), 7, device).expect("a valid configuration")
+}
+
 /// The learner every sequence test uses, on the fixture model
-/// (`tiny_llama(1)`): the default settings, with the Gaussian router, which
-/// reads every layer. Were the key router chosen, its query would read
-/// layer 0: this base model's weights are random, and deeper random layers
-/// only blur the lexical differences a cosine needs. It adopts the fixture
-/// model's own text, written once per test binary ([`fixture_background`]),
-/// as the app and the CLI adopt a model folder's.
+/// (`tiny_llama(1)`) with [`fixture_config`]. It adopts the fixture model's
+/// own text, written once per test binary ([`fixture_background`]), as the
+/// app and the CLI adopt a model folder's.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn learner(method: Method, model: &Llama, device: &Device) -> Learner {
-    let mut learner = Learner::new(
-        method,
-        MoseConfig::new().with_query_layer(Some(0)),
-        model.config(),
-        7,
-        device,
-    )
-    .expect("a valid configuration");
+    let mut learner = fixture_learner(method, fixture_config(), model, device);
     if learner.needs_background() {
         let background = fixture_background(model, &learner, device);
         assert!(learner.adopt_background(background, FIXTURE_FINGERPRINT));
@@ -309,11 +317,8 @@ impl ShortSequence {
     /// allow (the background has tests of its own in tests/mose.rs).
     pub async fn run(&self, device: &Device) -> SequenceReport {
         let s = setup(self.samples, 3, device);
-        let config = MoseConfig::new()
-            .with_query_layer(Some(0))
-            .with_background_texts(0);
-        let learner = Learner::new(Method::Mose, config, s.model.config(), 7, device)
-            .expect("a valid configuration");
+        let config = fixture_config().with_background_texts(0);
+        let learner = fixture_learner(Method::Mose, config, &s.model, device);
         run_with(learner, &s.model, &s.splits, s.pad, &short_config(), device).await
     }
 }
