@@ -1097,7 +1097,7 @@ fn validate(config: &MoseConfig, model: &LlamaConfig) -> Result<Vec<SiteSpec>, M
             ));
         }
     }
-    if config.route_temperature <= 0.0 || !config.alpha.is_finite() {
+    if config.route_temperature <= 0.0 || !config.route_temperature.is_finite() {
         return Err(invalid(
             "route_temperature",
             config.route_temperature.to_string(),
