@@ -10,7 +10,7 @@ use crate::data::Example;
 use crate::eval::metrics::{Confusion, Summary, summarize};
 use crate::eval::{Routing, TaskScore, score_task};
 use crate::model::Llama;
-use crate::mose::{Capacity, Learner, Method, MoseError};
+use crate::mose::{Capacity, Learner, Likeness, Method, MoseError};
 use crate::train::{Flow, RunEnd, StepReport, TaskRun, TrainConfig, TrainError};
 
 /// One task of a sequence: its name and its tokenized splits.
@@ -40,6 +40,8 @@ pub enum SequenceEvent {
         task: usize,
         /// Capacity after it.
         capacity: Capacity,
+        /// How it read to the router before it trained ([`TaskRun::likeness`]).
+        likeness: Option<Likeness>,
     },
     /// Every task has been scored after learning task `after`.
     Scored {
@@ -280,10 +282,12 @@ pub async fn run_sequence(
         {
             return Ok(None);
         }
+        let likeness = run.likeness();
         let learned = run.finish(learner).await?;
         if on_event(SequenceEvent::Learned {
             task: i,
             capacity: learned,
+            likeness,
         }) == Flow::Stop
         {
             return Ok(None);

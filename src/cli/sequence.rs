@@ -315,9 +315,21 @@ pub(crate) fn train(context: &Context, args: TrainArgs) -> Result<(), CliError> 
                     ));
                     bar.inc(1);
                 }
-                SequenceEvent::Learned { task, capacity } => bar.suspend(|| {
+                SequenceEvent::Learned {
+                    task,
+                    capacity,
+                    likeness,
+                } => bar.suspend(|| {
+                    // How the task read to the router before it trained.
+                    let like = likeness.map_or_else(String::new, |l| {
+                        format!(
+                            "; {:.0}% of its samples read as {}'s",
+                            100.0 * l.share,
+                            tasks[l.task].name
+                        )
+                    });
                     context.note(&format!(
-                        "{}: learned {} ({} sub-experts, {} new, {} reused)",
+                        "{}: learned {} ({} sub-experts, {} new, {} reused{like})",
                         method.name(),
                         tasks[task].name,
                         capacity.experts_total,

@@ -21,7 +21,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{LlamaConfig, Site};
+use crate::model::{Adapter, LlamaConfig, Site};
 pub use background::{BACKGROUND_FILE, BACKGROUND_FORMAT_VERSION, Background, BackgroundRecipe};
 pub use baselines::SharedLora;
 use lda::TaskIdentifier;
@@ -34,7 +34,7 @@ pub use router::{Route, RouterKind};
 pub(crate) use router::{layer_features, pull_loss, push_loss, query_features};
 pub use state::STATE_FORMAT_VERSION;
 
-pub use task::{Capacity, GateKind, TaskParams};
+pub use task::{Capacity, GateKind, Likeness, TaskParams};
 pub(crate) use task::{LearnedTask, read_vec, top_positions, unit};
 use task::{TaskStart, gate_weights_host, logit_for};
 
@@ -598,29 +598,42 @@ impl Learner {
         }
     }
 
-    /// The earlier task whose text the router cannot tell a new task's
-    /// training features (`[n, width]`) from: the one that would take at
-    /// least `familiar_share` of them. `None` for a new kind of text, or when
-    /// reuse of familiar tasks is off.
-    pub(crate) async fn familiar_task(
+    /// How a new task's training features read to the router: the learned
+    /// task that would take the largest share of its whole examples
+    /// ([`TaskIdentifier::confusion_with`]: `features` are the rows the
+    /// task's statistics will hold, `[n, width]`, the first `judged` of them
+    /// whole examples). `None` before any task is learned, and for methods
+    /// and routers without the Gaussian router's statistics.
+    pub(crate) async fn likeness(
         &self,
         features: &[f32],
+        judged: usize,
         device: &Device,
-    ) -> Result<Option<usize>, MoseError> {
+    ) -> Result<Option<Likeness>, MoseError> {
         if !(self.method == Method::Mose
-            && self.config.reuse_familiar
             && self.config.router == RouterKind::Gaussian
             && self.tasks_learned() > 0)
         {
             return Ok(None);
         }
-        let shares = self.identifier.confusion_with(features, device).await?;
+        let shares = self
+            .identifier
+            .confusion_with(features, judged, device)
+            .await?;
         Ok(shares
             .iter()
             .enumerate()
             .max_by(|a, b| a.1.total_cmp(b.1))
-            .filter(|&(_, &share)| share >= self.config.familiar_share)
-            .map(|(t, _)| t))
+            .map(|(task, &share)| Likeness { task, share }))
+    }
+
+    /// The earlier task a new task of `likeness` builds on: the one the
+    /// router cannot tell it from (a share of at least `familiar_share`),
+    /// when reuse of familiar tasks is on.
+    pub(crate) fn familiar_task(&self, likeness: Option<Likeness>) -> Option<usize> {
+        likeness
+            .filter(|l| self.config.reuse_familiar && l.share >= self.config.familiar_share)
+            .map(|l| l.task)
     }
 
     /// The weight `route` gives each sub-expert at each adapted site:
@@ -675,6 +688,13 @@ impl Learner {
             TensorData::new(values, [tasks.len(), self.hidden]),
             device,
         ))
+    }
+
+    /// The adapter one sequence routed as `route` runs with, beside the
+    /// frozen projections ([`Llama::forward_adapted`](crate::model::Llama::forward_adapted)),
+    /// or `None` where no task is chosen and the base model answers.
+    pub fn adapter(&self, route: &Route, device: &Device) -> Option<impl Adapter + use<>> {
+        self.mixture(std::slice::from_ref(route), device)
     }
 
     /// The adapter for sequences routed as `routes` (one per batch row), or

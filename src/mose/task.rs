@@ -202,6 +202,19 @@ pub(crate) struct TaskStart {
     pub modulation: Option<Vec<Vec<f32>>>,
 }
 
+/// How a new task read to the router before it trained: the learned task
+/// it is most like, and the share of its whole training samples the router
+/// would have sent there rather than keep (judged on text it had not
+/// fitted). At `familiar_share` or more the task builds on that task's
+/// sub-experts (docs/METHOD.md, "Reuse").
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Likeness {
+    /// The learned task it is most like, in learning order.
+    pub task: usize,
+    /// The share of its samples nearer that task's mean than its own.
+    pub share: f64,
+}
+
 /// The sub-experts, reuse and parameters a task added (docs/METHOD.md, "Metrics":
 /// capacity), or the state of a shared baseline after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::{TaskRun, TrainConfig, TrainError, Trainable};
 use crate::data::{Batches, Example};
 use crate::model::Llama;
-use crate::mose::{Learner, Method, read_vec};
+use crate::mose::{Learner, Likeness, Method, read_vec};
 use crate::optim::{self, FlatAdamW};
 use crate::saved::{self, ReadError};
 
@@ -46,6 +46,9 @@ struct Header {
     /// The earlier task the run builds on (absent in older checkpoints: none).
     #[serde(default)]
     familiar: Option<usize>,
+    /// How the task read to the router (absent in older checkpoints).
+    #[serde(default)]
+    likeness: Option<Likeness>,
     losses: Vec<f32>,
     config: TrainConfig,
     adam_steps: usize,
@@ -77,6 +80,7 @@ impl TaskRun {
             batches: self.batches.clone(),
             settled: self.settled.clone(),
             familiar: self.familiar,
+            likeness: self.likeness,
             losses: self.losses.clone(),
             config: self.config.clone(),
             adam_steps: self.optimizer.time(),
@@ -213,6 +217,7 @@ impl TaskRun {
             hidden: model.config().hidden_size,
             settled: header.settled,
             familiar: header.familiar,
+            likeness: header.likeness,
             features: None,
             background: None,
             losses: header.losses,

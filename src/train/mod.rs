@@ -29,7 +29,7 @@ use crate::data::{Batches, Example, PaddedBatch};
 use crate::model::generate::{GenerateError, TextSampling, sample_texts};
 use crate::model::{Llama, next_token_nll};
 use crate::mose::{
-    Background, Capacity, Learner, Method, MoseError, RouterKind, SharedLora, TaskParams,
+    Background, Capacity, Learner, Likeness, Method, MoseError, RouterKind, SharedLora, TaskParams,
     TaskStats, layer_features, pull_loss, push_loss, query_features, read_vec, unit,
 };
 use crate::optim::{AdamWSettings, FlatAdamW};
@@ -258,6 +258,8 @@ pub struct TaskRun {
     settled: Option<Vec<Vec<usize>>>,
     /// The earlier task this one builds on ([`Learner::familiar_task`]).
     familiar: Option<usize>,
+    /// How the task read to the router before it trained ([`Learner::likeness`]).
+    likeness: Option<Likeness>,
     /// The task's training features for the Gaussian router (computed at
     /// the start, or again at the end of a resumed run).
     features: Option<Vec<f32>>,
@@ -294,6 +296,7 @@ impl TaskRun {
         let hidden = model.config().hidden_size;
         let mut features = None;
         let mut familiar = None;
+        let mut likeness = None;
         let trainable = match learner.shared() {
             Some(shared) => Trainable::Shared(shared.clone().train()),
             None if learner.config().router == RouterKind::Key => {
@@ -317,12 +320,13 @@ impl TaskRun {
                 Trainable::Task(learner.new_task(unit(&key), start, &train_device))
             }
             None => {
+                // Every row the task's statistics will hold (whole examples,
+                // then prefixes): the new task's own mean is built as each
+                // learned task's was; its whole examples are judged.
                 let (rows, whole) =
                     task_features(model, learner, examples, pad_id, config, device).await?;
-                let width = learner.feature_width();
-                familiar = learner
-                    .familiar_task(&rows[..whole * width], device)
-                    .await?;
+                likeness = learner.likeness(&rows, whole, device).await?;
+                familiar = learner.familiar_task(likeness);
                 features = Some(rows);
                 let start = learner.task_start(familiar).await?;
                 Trainable::Task(learner.new_task(vec![0.0; hidden], start, &train_device))
@@ -341,6 +345,7 @@ impl TaskRun {
             hidden,
             settled: None,
             familiar,
+            likeness,
             features,
             background: None,
             losses: Vec::new(),
@@ -361,6 +366,13 @@ impl TaskRun {
     /// Steps in the task.
     pub fn steps(&self) -> usize {
         self.steps
+    }
+
+    /// How the task read to the router before it trained: the learned task
+    /// it is most like and how much (MoSE with the Gaussian router, after
+    /// the first task; `None` otherwise).
+    pub fn likeness(&self) -> Option<Likeness> {
+        self.likeness
     }
 
     /// Trains until every step is done or `on_step` says stop, yielding to
