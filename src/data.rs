@@ -24,6 +24,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
+use crate::chat::{ChatError, ChatTemplate};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 
 /// Why task text could not become samples, splits or examples.
@@ -114,6 +115,9 @@ pub enum DataError {
     /// The tokenizer failed.
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
+    /// The model's chat template failed on a pair.
+    #[error(transparent)]
+    Chat(#[from] ChatError),
 }
 
 /// One unit of a task's data.
@@ -150,6 +154,11 @@ pub struct DataConfig {
     /// so that prompt and answer tokens together read as the person's line
     /// `prompt => answer`.
     pub prompt_suffix: String,
+    /// Pairs go through the model's chat template, where it has one (an
+    /// instruct model): the prompt as a user turn, the answer as the
+    /// assistant's (default on). Off, or for a plain model, a pair is read
+    /// as the line `prompt => answer`.
+    pub use_chat_template: bool,
 }
 
 impl Default for DataConfig {
@@ -161,6 +170,7 @@ impl Default for DataConfig {
             min_heldout: 1,
             pair_separator: " => ".to_string(),
             prompt_suffix: " =>".to_string(),
+            use_chat_template: true,
         }
     }
 }
@@ -424,11 +434,12 @@ pub fn tokenize(
             Ok(examples)
         }
         Sample::Pair { prompt, answer } => {
-            let mut prompt_ids = prompt_ids(prompt, tokenizer, config)?;
-            let answer_ids = tokenizer.encode(&format!(" {answer}"), false)?;
-            let fixed = usize::from(special.bos.is_some())
-                + answer_ids.len()
-                + usize::from(special.eos.is_some());
+            let PairIds {
+                start,
+                prompt: mut prompt_ids,
+                answer: answer_ids,
+            } = pair_ids(prompt, Some(answer), tokenizer, config)?;
+            let fixed = start.len() + answer_ids.len();
             if fixed + prompt_ids.len() > max_len {
                 let keep = max_len.saturating_sub(fixed);
                 if keep == 0 || prompt_ids.is_empty() {
@@ -440,11 +451,10 @@ pub fn tokenize(
                 }
                 prompt_ids.drain(..prompt_ids.len() - keep);
             }
-            let mut ids: Vec<u32> = special.bos.into_iter().collect();
+            let mut ids = start;
             ids.extend(prompt_ids);
             let answer_start = ids.len();
             ids.extend(answer_ids);
-            ids.extend(special.eos);
             if ids.len() < 2 || answer_start == 0 || answer_start == ids.len() {
                 return Err(DataError::TooShort {
                     sample: preview(&format!("{prompt}{} {answer}", config.prompt_suffix)),
@@ -491,14 +501,17 @@ pub fn prompt_queries(
         Some(prompts) if !prompts.is_empty() => prompts,
         _ => return tokenize(&Sample::Text(text.trim().to_string()), tokenizer, config),
     };
-    let bos: Vec<u32> = tokenizer.special().bos.into_iter().collect();
-    let keep = config.max_seq_len.saturating_sub(bos.len()).max(1);
     prompts
         .into_iter()
         .map(|prompt| {
-            let mut prompt_ids = prompt_ids(prompt, tokenizer, config)?;
+            let PairIds {
+                start,
+                prompt: mut prompt_ids,
+                ..
+            } = pair_ids(prompt, None, tokenizer, config)?;
+            let keep = config.max_seq_len.saturating_sub(start.len()).max(1);
             prompt_ids.drain(..prompt_ids.len().saturating_sub(keep));
-            let ids: Vec<u32> = bos.iter().copied().chain(prompt_ids).collect();
+            let ids: Vec<u32> = start.into_iter().chain(prompt_ids).collect();
             Ok(Example {
                 targets: vec![false; ids.len().saturating_sub(1)],
                 query_len: ids.len(),
@@ -510,13 +523,91 @@ pub fn prompt_queries(
         .collect()
 }
 
-/// A pair's prompt as the model reads it: `encode(prompt + prompt_suffix)`.
-fn prompt_ids(
+/// A pair as the model reads it, in three parts: what always starts it, the
+/// prompt (cut from the left when a pair is too long) and the answer with
+/// its end (empty when there is no answer yet).
+struct PairIds {
+    start: Vec<u32>,
+    prompt: Vec<u32>,
+    answer: Vec<u32>,
+}
+
+/// The model's chat template, where it has one and `config` uses it.
+fn chat_of<'a>(tokenizer: &'a Tokenizer, config: &DataConfig) -> Option<&'a ChatTemplate> {
+    tokenizer
+        .chat_template()
+        .filter(|_| config.use_chat_template)
+}
+
+/// `prompt` and `answer` as the model reads them. As a line,
+/// `[bos] + encode(prompt + prompt_suffix)` and `encode(" " + answer) + [eos]`;
+/// through a chat template ([`crate::chat`]), the rendered prompt (which
+/// writes its own start) and the rendered answer up to and with the end
+/// token, if the template writes one (a template's end of turn is then the
+/// end the model learns).
+fn pair_ids(
     prompt: &str,
+    answer: Option<&str>,
     tokenizer: &Tokenizer,
     config: &DataConfig,
-) -> Result<Vec<u32>, DataError> {
-    Ok(tokenizer.encode(&format!("{prompt}{}", config.prompt_suffix), false)?)
+) -> Result<PairIds, DataError> {
+    let special = tokenizer.special();
+    let Some(chat) = chat_of(tokenizer, config) else {
+        let answer = match answer {
+            Some(answer) => {
+                let mut ids = tokenizer.encode(&format!(" {answer}"), false)?;
+                ids.extend(special.eos);
+                ids
+            }
+            None => Vec::new(),
+        };
+        return Ok(PairIds {
+            start: special.bos.into_iter().collect(),
+            prompt: tokenizer.encode(&format!("{prompt}{}", config.prompt_suffix), false)?,
+            answer,
+        });
+    };
+    let answer = match answer {
+        Some(answer) => {
+            let mut ids = tokenizer.encode(&chat.answer(prompt, answer)?, false)?;
+            if let Some(end) = special
+                .eos
+                .and_then(|eos| ids.iter().position(|&id| id == eos))
+            {
+                ids.truncate(end + 1);
+            }
+            ids
+        }
+        None => Vec::new(),
+    };
+    Ok(PairIds {
+        start: Vec::new(),
+        prompt: tokenizer.encode(&chat.prompt(prompt)?, false)?,
+        answer,
+    })
+}
+
+/// The text generation continues for a prompt a person typed: through the
+/// model's chat template when the text is one pair line awaiting its answer
+/// (`prompt =>`) and [`pair_ids`] would read pairs through it, so that the
+/// model is asked as it was taught; otherwise the text as typed.
+///
+/// # Errors
+/// [`ChatError::Render`] when the template fails.
+pub fn generation_prompt(
+    text: &str,
+    tokenizer: &Tokenizer,
+    config: &DataConfig,
+) -> Result<String, ChatError> {
+    let awaiting = match text.trim().lines().count() {
+        1 => split_pair(text.trim(), &config.pair_separator)
+            .filter(|(prompt, answer)| !prompt.is_empty() && answer.is_empty()),
+        _ => None,
+    };
+    match (chat_of(tokenizer, config), awaiting) {
+        (Some(chat), Some((prompt, _))) => chat.prompt(prompt),
+        _ => Ok(text.to_string()),
+    }
 }
 
 /// Examples padded on the right to one length, as flat row-major host
@@ -1018,6 +1109,58 @@ mod tests {
         assert_eq!(
             body,
             tok.encode("capital of France => Paris", false).unwrap()
+        );
+    }
+
+    /// A ChatML-like template over the fixture tokenizer, whose end token is
+    /// `<|endoftext|>`: every turn ends with it and a line break.
+    const CHAT: &str = "{% for m in messages %}<|pad|>{{ m.role }}\n{{ m.content }}{{ eos_token }}\n{% endfor %}{% if add_generation_prompt %}<|pad|>assistant\n{% endif %}";
+
+    #[test]
+    fn with_a_chat_template_a_pair_is_a_user_turn_and_an_assistant_turn() {
+        let tok = tokenizer().with_chat_template(CHAT).unwrap();
+        let config = DataConfig::default();
+        let e = &tokenize(&pair("capital of France", "Paris"), &tok, &config).unwrap()[0];
+        let (start, end) = e.answer.unwrap();
+        let asked = "<|pad|>user\ncapital of France<|endoftext|>\n<|pad|>assistant\n";
+        assert_eq!(e.ids[..start], tok.encode(asked, false).unwrap());
+        // The answer and the template's end of turn, up to the end token: the
+        // line break after it is the template's, not the model's to learn.
+        assert_eq!(
+            tok.decode(&e.ids[start..end], false).unwrap(),
+            "Paris<|endoftext|>"
+        );
+        assert_eq!(end, e.ids.len());
+        let predicted: Vec<u32> = (0..e.targets.len())
+            .filter(|&i| e.targets[i])
+            .map(|i| e.ids[i + 1])
+            .collect();
+        assert_eq!(predicted, e.ids[start..end]);
+        // The router reads a typed `prompt =>` as it read the pair; generation
+        // is asked the same prompt.
+        let query = &prompt_queries("capital of France =>", &tok, &config).unwrap()[0];
+        assert_eq!(query.ids, e.ids[..start]);
+        assert_eq!(
+            generation_prompt("capital of France =>", &tok, &config).unwrap(),
+            asked
+        );
+        // Plain text, and a template turned off, read as before.
+        assert_eq!(
+            generation_prompt("The sea", &tok, &config).unwrap(),
+            "The sea"
+        );
+        let off = DataConfig {
+            use_chat_template: false,
+            ..DataConfig::default()
+        };
+        let plain = tokenize(&pair("capital of France", "Paris"), &tokenizer(), &config).unwrap();
+        assert_eq!(
+            tokenize(&pair("capital of France", "Paris"), &tok, &off).unwrap(),
+            plain
+        );
+        assert_eq!(
+            generation_prompt("capital of France =>", &tok, &off).unwrap(),
+            "capital of France =>"
         );
     }
 

@@ -17,6 +17,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::chat::{ChatError, ChatTemplate};
+
 /// Why a tokenizer could not be loaded or used.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
@@ -31,6 +33,9 @@ pub enum TokenizerError {
     /// Decoding failed (an id outside the vocabulary, for example).
     #[error("could not decode token ids: {0}")]
     Decode(String),
+    /// The model's chat template cannot be used.
+    #[error(transparent)]
+    Chat(#[from] ChatError),
     /// Training a new tokenizer failed.
     #[error("could not train the tokenizer ({0}); check that the corpus holds text")]
     Train(String),
@@ -77,6 +82,8 @@ const PAD_NAMES: &[&str] = &["<|pad|>", "<pad>", "[PAD]"];
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     special: SpecialTokens,
+    /// How the model reads a conversation, for an instruct model.
+    chat: Option<ChatTemplate>,
 }
 
 impl Tokenizer {
@@ -113,7 +120,11 @@ impl Tokenizer {
                 .map(|p| p.pad_id)
                 .or_else(|| special_named(PAD_NAMES)),
         };
-        Ok(Self { inner, special })
+        Ok(Self {
+            inner,
+            special,
+            chat: None,
+        })
     }
 
     /// Replaces the special tokens the model's config names (`bos_token_id`,
@@ -125,6 +136,27 @@ impl Tokenizer {
             pad: special.pad.or(self.special.pad),
         };
         self
+    }
+
+    /// Adds the model's chat template (`source`, Jinja), which names the
+    /// start and end tokens as this tokenizer's special tokens' text. Set
+    /// the special tokens first ([`with_special`](Self::with_special)).
+    ///
+    /// # Errors
+    /// [`ChatError::Parse`] for text that is not a template.
+    pub fn with_chat_template(mut self, source: &str) -> Result<Self, ChatError> {
+        let text = |id: Option<u32>| {
+            id.and_then(|id| self.inner.id_to_token(id))
+                .unwrap_or_default()
+        };
+        let (bos, eos) = (text(self.special.bos), text(self.special.eos));
+        self.chat = Some(ChatTemplate::new(source, &bos, &eos)?);
+        Ok(self)
+    }
+
+    /// The model's chat template, if it has one.
+    pub fn chat_template(&self) -> Option<&ChatTemplate> {
+        self.chat.as_ref()
     }
 
     /// The special tokens.

@@ -363,17 +363,45 @@ mod smollm2 {
         let dir = std::env::temp_dir().join(format!("mose-smollm2-{}", std::process::id()));
         checkpoint.write_dir(&dir).expect("writes the HF folder");
         let reread = Checkpoint::read_dir(&dir).expect("reads it back");
-        std::fs::remove_dir_all(&dir).ok();
         assert_eq!(reread.config, checkpoint.config);
         assert!(
             reread.weights == checkpoint.weights
                 && reread.tokenizer_json == checkpoint.tokenizer_json
         );
+        // The chat template travels as chat_template.jinja, and a folder
+        // that keeps it in tokenizer_config.json (transformers 4) is read too.
+        let template = checkpoint
+            .chat_template
+            .clone()
+            .expect("an instruct model's template");
+        assert_eq!(reread.chat_template.as_deref(), Some(template.as_str()));
         drop(reread);
+        std::fs::remove_file(dir.join("chat_template.jinja")).unwrap();
+        let config = serde_json::json!({ "chat_template": template });
+        std::fs::write(dir.join("tokenizer_config.json"), config.to_string()).unwrap();
+        let older = Checkpoint::read_dir(&dir).expect("reads the older layout");
+        assert_eq!(older.chat_template.as_deref(), Some(template.as_str()));
+        drop(older);
+        std::fs::remove_dir_all(&dir).ok();
 
         let reference = Reference::parse(REFERENCE);
         let tokenizer = checkpoint.tokenizer().expect("the rebuilt tokenizer loads");
         assert_eq!(tokenizer.special().eos, tokenizer.token_id("<|im_end|>"));
+        // A pair is asked in the model's own chat form, its markers one token each.
+        let chat = tokenizer.chat_template().expect("the template parses");
+        let asked = chat.prompt("capital of France").unwrap();
+        assert!(
+            asked.ends_with(
+                "<|im_start|>user\ncapital of France<|im_end|>\n<|im_start|>assistant\n"
+            ),
+            "{asked:?}"
+        );
+        let ids = tokenizer.encode(&asked, false).unwrap();
+        assert_eq!(ids.first().copied(), tokenizer.token_id("<|im_start|>"));
+        assert_eq!(
+            chat.answer("capital of France", "Paris").unwrap(),
+            "Paris<|im_end|>\n"
+        );
         let meta = safetensors::SafeTensors::read_metadata(REFERENCE)
             .unwrap()
             .1;

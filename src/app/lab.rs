@@ -298,6 +298,7 @@ pub async fn load(
         config: model_config.clone(),
         weights,
         tokenizer_json: String::from_utf8_lossy(&tokenizer_json).into_owned(),
+        chat_template: None,
     };
     let model = checkpoint
         .model(&compute.device)

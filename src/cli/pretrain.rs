@@ -361,6 +361,7 @@ fn write_model(
         config: config.clone(),
         weights,
         tokenizer_json: tokenizer.to_json().map_err(CliError::failed)?,
+        chat_template: None,
     };
     checkpoint.write_dir(out).map_err(CliError::failed)
 }

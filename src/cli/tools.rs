@@ -4,6 +4,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
+use mose_lab::data::{DataConfig, generation_prompt};
 use mose_lab::eval::generate_routed;
 use mose_lab::model::generate::{GenerationConfig, generate as generate_text};
 use mose_lab::model::{Checkpoint, Llama};
@@ -21,7 +22,8 @@ pub(crate) const DEFAULT_MODEL: &str = "www/model";
 /// Arguments of `mose generate`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct GenerateArgs {
-    /// The text to continue.
+    /// The text to continue. On an instruct model a single `prompt =>`
+    /// line is asked through its chat template, as a user turn.
     prompt: String,
     /// A model folder (config.json, model.safetensors, tokenizer.json).
     #[arg(long, default_value = DEFAULT_MODEL)]
@@ -170,10 +172,13 @@ pub(crate) fn generate(context: &Context, args: GenerateArgs) -> Result<(), CliE
     };
     let (routed_to, generation) = match &learner {
         None => {
+            // A `prompt =>` line is asked as an instruct model's chat turn.
+            let asked = generation_prompt(&args.prompt, &tokenizer, &DataConfig::default())
+                .map_err(CliError::input)?;
             let generation = pollster::block_on(generate_text(
                 &model,
                 &tokenizer,
-                &args.prompt,
+                &asked,
                 &settings,
                 &compute.device,
                 show,

@@ -17,13 +17,13 @@ use std::ops::Range;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{DataConfig, Example, PaddedBatch, prompt_queries};
+use crate::data::{DataConfig, Example, PaddedBatch, generation_prompt, prompt_queries};
 use crate::model::generate::{
     GenerateError, Generation, GenerationConfig, generate, generate_adapted,
 };
 use crate::model::{Llama, next_token_nll};
 use crate::mose::{Learner, MoseError, Route, read_vec};
-use crate::tokenizer::Tokenizer;
+use crate::tokenizer::{Tokenizer, TokenizerError};
 use crate::train::{batch_features, batch_tensors};
 
 /// How a sequence's adapter is chosen.
@@ -164,7 +164,9 @@ pub async fn route_prompt(
 /// Generates a continuation of `prompt` the way a person gets one: the
 /// router picks the task(s) from the frozen model's reading of the prompt,
 /// and their sub-experts (or a shared baseline's adapter) stay in place for
-/// the prompt and every new token. Returns the route with the generation.
+/// the prompt and every new token. A `prompt =>` line goes through the
+/// model's chat template as the task's pairs did ([`generation_prompt`]).
+/// Returns the route with the generation.
 ///
 /// # Errors
 /// [`GenerateError`] from generation; routing's errors as [`GenerateError::Read`].
@@ -185,12 +187,14 @@ pub async fn generate_routed(
             .map_err(|e| GenerateError::Read(e.to_string()))?,
         false => Route::oracle(0, 0),
     };
+    // A pair's prompt is asked as the task's pairs were taught.
+    let asked = generation_prompt(prompt, tokenizer, data).map_err(TokenizerError::from)?;
     // No task chosen: the base model answers as it is, with nothing to merge.
     let generation = match learner.mixture(std::slice::from_ref(&route), device) {
         Some(mixture) => {
-            generate_adapted(model, &mixture, tokenizer, prompt, config, device, on_text).await?
+            generate_adapted(model, &mixture, tokenizer, &asked, config, device, on_text).await?
         }
-        None => generate(model, tokenizer, prompt, config, device, on_text).await?,
+        None => generate(model, tokenizer, &asked, config, device, on_text).await?,
     };
     Ok((route, generation))
 }

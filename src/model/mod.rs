@@ -97,6 +97,25 @@ pub enum ModelError {
     Read(String),
 }
 
+/// The file transformers 5 keeps a model's chat template in.
+pub const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
+
+/// The chat template in a `tokenizer_config.json`: its `chat_template`, a
+/// string or a list of named templates (the one named `default`).
+#[cfg(not(target_arch = "wasm32"))]
+fn chat_template_of(tokenizer_config: &[u8]) -> Option<String> {
+    let config: serde_json::Value = serde_json::from_slice(tokenizer_config).ok()?;
+    match &config["chat_template"] {
+        serde_json::Value::String(source) => Some(source.clone()),
+        serde_json::Value::Array(named) => named
+            .iter()
+            .find(|t| t["name"] == "default")
+            .and_then(|t| t["template"].as_str())
+            .map(str::to_string),
+        _ => None,
+    }
+}
+
 /// A checkpoint in Hugging Face form, as the three files hold it.
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
@@ -106,6 +125,10 @@ pub struct Checkpoint {
     pub weights: Vec<u8>,
     /// `tokenizer.json`.
     pub tokenizer_json: String,
+    /// The chat template of an instruct model (`chat_template.jinja`, or
+    /// `chat_template` in `tokenizer_config.json`; GGUF's
+    /// `tokenizer.chat_template`); `None` for a plain model.
+    pub chat_template: Option<String>,
 }
 
 impl Checkpoint {
@@ -118,17 +141,22 @@ impl Checkpoint {
     }
 
     /// The tokenizer, with the special tokens the config names taking
-    /// precedence over the tokenizer file's own.
+    /// precedence over the tokenizer file's own, and the chat template.
     ///
     /// # Errors
-    /// [`TokenizerError::Load`] when `tokenizer.json` is not a tokenizer.
+    /// [`TokenizerError::Load`] when `tokenizer.json` is not a tokenizer;
+    /// [`TokenizerError::Chat`] when the chat template is not a template.
     pub fn tokenizer(&self) -> Result<Tokenizer, TokenizerError> {
         let special = SpecialTokens {
             bos: self.config.bos_token_id,
             eos: self.config.eos_ids().first().copied(),
             pad: self.config.pad_token_id,
         };
-        Ok(Tokenizer::from_json(&self.tokenizer_json)?.with_special(special))
+        let tokenizer = Tokenizer::from_json(&self.tokenizer_json)?.with_special(special);
+        Ok(match &self.chat_template {
+            Some(source) => tokenizer.with_chat_template(source)?,
+            None => tokenizer,
+        })
     }
 
     /// Imports a Llama GGUF file (llama.cpp's format): de-quantised to f32,
@@ -148,10 +176,12 @@ impl Checkpoint {
             config,
             weights,
             tokenizer_json: imported.tokenizer_json,
+            chat_template: imported.chat_template,
         })
     }
 
-    /// Reads `config.json`, `model.safetensors` and `tokenizer.json` from a folder.
+    /// Reads `config.json`, `model.safetensors` and `tokenizer.json` from a
+    /// folder, and the chat template where the folder has one.
     ///
     /// # Errors
     /// [`ModelError::Io`] naming a file that cannot be read, and the config's errors.
@@ -165,15 +195,24 @@ impl Checkpoint {
             })
         };
         let config = LlamaConfig::from_json(&String::from_utf8_lossy(&read("config.json")?))?;
+        let chat_template = match dir.join(CHAT_TEMPLATE_FILE).exists() {
+            true => Some(String::from_utf8_lossy(&read(CHAT_TEMPLATE_FILE)?).into_owned()),
+            false if dir.join("tokenizer_config.json").exists() => {
+                chat_template_of(&read("tokenizer_config.json")?)
+            }
+            false => None,
+        };
         Ok(Self {
             config,
             weights: read("model.safetensors")?,
             tokenizer_json: String::from_utf8_lossy(&read("tokenizer.json")?).into_owned(),
+            chat_template,
         })
     }
 
-    /// Writes `config.json`, `model.safetensors` and `tokenizer.json` into a
-    /// folder (made if missing), the layout transformers reads.
+    /// Writes `config.json`, `model.safetensors` and `tokenizer.json` (and
+    /// `chat_template.jinja` for an instruct model) into a folder (made if
+    /// missing), the layout transformers reads.
     ///
     /// # Errors
     /// [`ModelError::Io`] naming the file that could not be written.
@@ -184,10 +223,17 @@ impl Checkpoint {
             move |source| ModelError::Io { path, source }
         };
         std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let chat = self
+            .chat_template
+            .as_ref()
+            .map(|t| (CHAT_TEMPLATE_FILE, t.clone().into_bytes()));
         for (name, bytes) in [
             ("config.json", self.config.to_json().into_bytes()),
             ("tokenizer.json", self.tokenizer_json.clone().into_bytes()),
-        ] {
+        ]
+        .into_iter()
+        .chain(chat)
+        {
             std::fs::write(dir.join(name), bytes).map_err(io(&dir.join(name)))?;
         }
         let weights = dir.join("model.safetensors");
