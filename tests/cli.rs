@@ -173,6 +173,7 @@ fn every_subcommand_has_help() {
         "route",
         "generate",
         "import-gguf",
+        "export",
         "info",
         "background",
         "bench",
@@ -473,6 +474,52 @@ fn train_eval_and_route_run_a_sequence_and_save_a_project() {
         "moe-lora",
     ]);
     assert!(message.contains("has no moe-lora state"), "{message}");
+
+    // The routed task, exported as a model folder, generates on its own
+    // what the project generates with the router's choice.
+    let chosen = generated["routed_to"][0][0].as_str().unwrap();
+    let exported = dir.join("exported");
+    let _ = std::fs::remove_dir_all(&exported);
+    let (p, out) = (project.to_str().unwrap(), exported.to_str().unwrap());
+    ok(&[
+        "export", p, "--task", chosen, "--model", model, "--out", out,
+    ]);
+    let alone: serde_json::Value = serde_json::from_str(&ok(&[
+        "generate",
+        "red and blue =>",
+        "--model",
+        out,
+        "--max-new-tokens",
+        "3",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(alone["text"], generated["text"], "exported {chosen}");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(exported.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["dtype"], "float32");
+    ok(&[
+        "export", p, "--method", "seq-lora", "--model", model, "--out", out,
+    ]);
+    for (args, says) in [
+        (vec!["export", p, "--model", model, "--out", out], "--task"),
+        (
+            vec![
+                "export", p, "--task", "nope", "--model", model, "--out", out,
+            ],
+            "no learned task \"nope\"",
+        ),
+        (
+            vec![
+                "export", p, "--method", "seq-lora", "--task", "devil", "--model", model, "--out",
+                out,
+            ],
+            "leave out --task",
+        ),
+    ] {
+        let message = refused(&args);
+        assert!(message.contains(says), "{args:?}: {message}");
+    }
 }
 
 #[test]
@@ -574,6 +621,21 @@ fn a_real_gguf_file_imports() {
     .unwrap();
     assert_eq!(report["config"]["num_hidden_layers"], 30);
     assert!(out.join("model.safetensors").exists());
+    // The instruct model's chat template comes along, and a `prompt =>`
+    // line is asked through it: the model answers as its assistant.
+    assert!(out.join("chat_template.jinja").exists());
+    let answer: serde_json::Value = serde_json::from_str(&ok(&[
+        "generate",
+        "What is the capital of France? =>",
+        "--model",
+        out.to_str().unwrap(),
+        "--max-new-tokens",
+        "16",
+        "--json",
+    ]))
+    .unwrap();
+    let text = answer["text"].as_str().unwrap();
+    assert!(text.contains("Paris"), "{text:?}");
 }
 
 #[test]

