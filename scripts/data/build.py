@@ -1,7 +1,7 @@
 """Cleans the unpacked public-domain sources into MoSE Lab's corpus.
 
 Called by scripts/data.sh, which downloads and unpacks the packages; see
-../shared/design/DATA.md for what each source is. Output (under --out):
+docs/DATA.md for what each source is. Output (under --out):
 
   corpus/train.jsonl, corpus/heldout.jsonl
       one JSON object a line per document: {"source", "title", "text"};
