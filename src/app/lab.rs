@@ -79,8 +79,10 @@ pub struct AppConfig {
     pub duplicate_share: f64,
     /// Quiet time after typing before the router runs, in milliseconds.
     pub route_debounce_ms: u32,
-    /// How "Generate" continues a prompt.
+    /// How "Generate" continues a prompt (its length is the Try panel's default).
     pub generation: GenerationConfig,
+    /// The most new tokens the Try panel lets a person ask for.
+    pub most_new_tokens: usize,
     /// Steps between two saved checkpoints of a running task.
     pub checkpoint_every: usize,
 }
@@ -128,6 +130,7 @@ impl Default for AppConfig {
                 seed: 0,
                 merge_adapter: true,
             },
+            most_new_tokens: 512,
             checkpoint_every: 10,
         }
     }

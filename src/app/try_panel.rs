@@ -8,8 +8,10 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use mose_lab::eval::{generate_routed, route_prompt};
-use mose_lab::model::generate::{Generation, generate};
+use mose_lab::data::generation_prompt;
+use mose_lab::model::generate::{GenerateError, Generation, GenerationConfig, generate};
 use mose_lab::mose::{Method, Route, RouterKind};
+use mose_lab::tokenizer::TokenizerError;
 
 use super::charts::{Heatmap, Matrix, task_colour};
 use super::lab::Lab;
@@ -78,6 +80,11 @@ pub fn TryPanel() -> impl IntoView {
         })
     };
     let outputs = [idle(), idle(), idle()];
+    // How many tokens a generation may add: short for an answer, longer for prose.
+    let (default_tokens, most_tokens) = lab
+        .config
+        .with_value(|c| (c.generation.max_new_tokens, c.most_new_tokens));
+    let new_tokens = RwSignal::new(default_tokens);
     let learned = move || lab.project.with(|p| p.learned());
 
     let route_now = move |generation: u64| {
@@ -174,7 +181,10 @@ pub fn TryPanel() -> impl IntoView {
             let engine = lab.engine();
             let learners = lab.learners.get_value();
             let data = lab.project.with_untracked(|p| p.data.clone());
-            let config = lab.config.with_value(|c| c.generation.clone());
+            let config = GenerationConfig {
+                max_new_tokens: new_tokens.get_untracked(),
+                ..lab.config.with_value(|c| c.generation.clone())
+            };
             let device = &engine.compute.device;
             let jobs: Vec<(usize, Option<Method>)> = if with_others {
                 vec![
@@ -217,17 +227,22 @@ pub fn TryPanel() -> impl IntoView {
                         });
                         continue;
                     }
-                    _ => {
-                        generate(
-                            &engine.model,
-                            &engine.tokenizer,
-                            &text,
-                            &config,
-                            device,
-                            on_text,
-                        )
-                        .await
-                    }
+                    // The base model is asked as the routed one is (a pair
+                    // line through an instruct model's chat template).
+                    _ => match generation_prompt(&text, &engine.tokenizer, &data) {
+                        Ok(asked) => {
+                            generate(
+                                &engine.model,
+                                &engine.tokenizer,
+                                &asked,
+                                &config,
+                                device,
+                                on_text,
+                            )
+                            .await
+                        }
+                        Err(why) => Err(GenerateError::from(TokenizerError::from(why))),
+                    },
                 };
                 out.update(|o| match result {
                     Ok(g) => {
@@ -334,6 +349,17 @@ pub fn TryPanel() -> impl IntoView {
             <div class="actions">
                 <button class="primary" data-testid="generate" on:click=run_generation
                     disabled=move || outputs.iter().any(|o| o.with(|o| o.state == "streaming"))>"Generate"</button>
+                <label class="inline">
+                    "Up to "
+                    <input type="number" data-testid="gen-tokens" min="1" max=most_tokens.to_string()
+                        aria-label="Most new tokens" prop:value=move || new_tokens.get().to_string()
+                        on:change=move |ev| {
+                            // An empty or out-of-range entry snaps back into range.
+                            let asked = event_target_value(&ev).trim().parse::<usize>().unwrap_or(default_tokens);
+                            new_tokens.set(asked.clamp(1, most_tokens));
+                        }/>
+                    " tokens"
+                </label>
                 <label class="check">
                     <input type="checkbox" data-testid="compare-generations" prop:checked=move || compare.get()
                         on:change=move |ev| compare.set(event_target_checked(&ev))/>

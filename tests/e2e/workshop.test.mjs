@@ -205,7 +205,7 @@ async function generate(run, also = []) {
   return seconds(started);
 }
 
-async function workshop({ label, args, backend, deviceText, steps, learn, taskTimeout, shotsFull, panels, extraSettings, compare, related }) {
+async function workshop({ label, args, backend, deviceText, steps, learn, taskTimeout, shotsFull, panels, extraSettings, compare, related, genTokens }) {
   const run = await openApp(server.origin, { args, label });
   const { page, log } = run;
   const dir = tempDir();
@@ -277,6 +277,13 @@ async function workshop({ label, args, backend, deviceText, steps, learn, taskTi
     for (let i = 0; i < Math.min(learn, PROMPTS.length); i++) {
       await routeTo(run, PROMPTS[i], i === 2 && related ? [PASTED.name, RELATED.name] : [names[i]], learn);
     }
+    // the length of a generation: out of range snaps back, then this run's
+    await page.fill(tid('gen-tokens'), '100000');
+    await page.locator(tid('gen-tokens')).blur();
+    assert.equal(await page.inputValue(tid('gen-tokens')), '512', 'gen-tokens did not snap back to 512');
+    await page.fill(tid('gen-tokens'), String(genTokens));
+    await page.locator(tid('gen-tokens')).blur();
+    assert.equal(await page.inputValue(tid('gen-tokens')), String(genTokens), `gen-tokens did not keep ${genTokens}`);
     // a text like none of the tasks: the base model answers
     await page.fill(tid('prompt'), UNLIKE_ANY_TASK);
     await page.waitForSelector(tid('no-task-matches'), { timeout: 60_000 });
@@ -295,6 +302,8 @@ async function workshop({ label, args, backend, deviceText, steps, learn, taskTi
     const speed = await textNow(page, 'generation-speed');
     log(`generation-speed: ${speed}`);
     assert.match(speed, /merged into the weights/, `routed generation did not merge: ${JSON.stringify(speed)}`);
+    const made = Number(speed.match(/^(\d+) tokens/)?.[1]);
+    assert.ok(made >= 1 && made <= genTokens, `${made} tokens generated, asked for at most ${genTokens}`);
     const rate = Number(await page.getAttribute(tid('generation-speed'), 'data-decode-tokens-per-second'));
     assert.ok(rate > 0, `the decode rate is ${rate}`);
     if (compare) {
@@ -364,9 +373,11 @@ test('a workshop on WebGPU: tasks, learning, remembering, trying, reload, export
   // about ten minutes. The CPU run below learns all three, compares with plain LoRA
   // and takes the panel screenshots.
   extraSettings: { 'train-batch': 2, 'train-seq-len': 48, 'train-heldout': 3 }, compare: false,
+  // Each new token is a forward pass on SwiftShader: a short answer.
+  genTokens: 8,
 }));
 
 test('the same workshop without WebGPU, in CPU mode', { timeout: TEST_TIMEOUT_MS }, () => workshop({
   label: 'cpu', args: CPU_ARGS, backend: 'cpu', deviceText: /CPU mode/, steps: 3, learn: 4, taskTimeout: TASK_TIMEOUT_MS, shotsFull: 'app-cpu.png', panels: true, compare: true,
-  related: true,
+  related: true, genTokens: 24,
 }));
