@@ -1,7 +1,7 @@
 //! A project: the tasks a person defined, how each was split, the settings,
 //! what every method learned and the metrics it reached, saved as one file
 //! that the browser exports and imports and the CLI reads and writes
-//! (ARCHITECTURE.md, "Data that crosses the boundary").
+//! (docs/ARCHITECTURE.md, "Files that cross the boundary").
 //!
 //! The file is a safetensors container: its metadata holds the project as
 //! JSON under `mose_lab_project`, with a `format_version` read before

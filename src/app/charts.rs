@@ -1,5 +1,5 @@
 //! The charts: a heatmap and a line chart, both SVG with a table behind
-//! them (UX.md: "a table behind every heatmap"), in colour-blind-safe
+//! them (docs/UX.md: "a table behind every heatmap"), in colour-blind-safe
 //! palettes: viridis for values, Okabe and Ito's eight colours for tasks and
 //! methods.
 

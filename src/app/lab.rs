@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::browser::{self, Store};
 
 /// Settings for one kind of device: a GPU trains the full setting, the CPU
-/// fallback a smaller one (UX.md: "CPU mode: slower, smaller model").
+/// fallback a smaller one (docs/UX.md: "CPU mode: slower, smaller model").
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DeviceDefaults {
     /// Optimiser steps per task.
@@ -65,7 +65,7 @@ pub struct AppConfig {
     pub cpu: DeviceDefaults,
     /// Peak learning rate.
     pub learning_rate: f64,
-    /// Share of a pasted or chosen task's samples held out (UX.md: 85/15).
+    /// Share of a pasted or chosen task's samples held out (docs/UX.md: 85/15).
     pub heldout_fraction: f64,
     /// Seeds splits, subsets and initialisation.
     pub seed: u64,
@@ -544,7 +544,7 @@ pub struct Lab {
 }
 
 /// Where a running task is, saved beside its checkpoint so that a run a
-/// reload interrupted can resume (UX.md).
+/// reload interrupted can resume (docs/UX.md, "Work survives a reload").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunMeta {
     /// The task's position.

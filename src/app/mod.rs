@@ -1,5 +1,5 @@
 //! The Leptos app: one page, a header and four panels, left to right as the
-//! work flows (UX.md): Tasks, Train, Remember, Try. The page loads the
+//! work flows (docs/UX.md): Tasks, Train, Remember, Try. The page loads the
 //! model with one staged progress bar, then keeps everything in a [`Lab`];
 //! the computation runs in the library and reports through signals.
 

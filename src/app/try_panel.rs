@@ -7,8 +7,8 @@
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use mose_lab::eval::{generate_routed, route_prompt};
 use mose_lab::data::generation_prompt;
+use mose_lab::eval::{generate_routed, route_prompt};
 use mose_lab::model::generate::{GenerateError, Generation, GenerationConfig, generate};
 use mose_lab::mose::{Method, Route, RouterKind};
 use mose_lab::tokenizer::TokenizerError;

@@ -7,7 +7,7 @@
 //! above this module takes a `&Device` and runs unchanged on either. The wgpu
 //! runtime can be initialised only once per process (per page in the
 //! browser); the target-specific halves below cache the device they made.
-//! See ARCHITECTURE.md, "Backends".
+//! See docs/ARCHITECTURE.md, "Backends".
 
 use burn::tensor::Device;
 use burn::tensor::wgpu::WgpuSetup;

@@ -1,5 +1,5 @@
-//! Saving and loading a [`Learner`] (ARCHITECTURE.md, "Data that crosses the
-//! boundary"): one safetensors file whose metadata holds a versioned JSON
+//! Saving and loading a [`Learner`] (docs/ARCHITECTURE.md, "Files that cross
+//! the boundary"): one safetensors file whose metadata holds a versioned JSON
 //! description (method, configuration, seed, the base model's widths, every
 //! task's routing bookkeeping) and whose tensors are the task states or the
 //! shared adapter, named by task, expert, layer and projection, and the

@@ -1,6 +1,6 @@
 //! A stopped [`TaskRun`] as bytes, and the run again from them: the same
-//! safetensors-plus-JSON shape as a saved state (ARCHITECTURE.md, "Data that
-//! crosses the boundary"). The tensors are the trainable values and AdamW's
+//! safetensors-plus-JSON shape as a saved state (docs/ARCHITECTURE.md, "Files
+//! that cross the boundary"). The tensors are the trainable values and AdamW's
 //! two moments, each one flat vector in the module's visiting order; the JSON
 //! holds the step, the batch order, the settled sets, the losses so far, the
 //! settings, and what the run was started against, so a checkpoint is only

@@ -1,5 +1,5 @@
 //! Pretraining a base model from scratch: the recipe of the embedded default
-//! (ARCHITECTURE.md, "The embedded default").
+//! (docs/ARCHITECTURE.md, "The embedded default").
 //!
 //! A corpus is a list of documents. Each is encoded and followed by the
 //! tokenizer's end-of-text token; the stream is cut into sequences of

@@ -1,5 +1,5 @@
 // End-to-end: a run a reload interrupts resumes from its last checkpoint
-// (UX.md, "Work survives a reload"). In CPU mode, with one pasted task: start
+// (docs/UX.md, "Work survives a reload"). In CPU mode, with one pasted task: start
 // learning it, pause (the pause writes a checkpoint to IndexedDB), reload,
 // and find the run offered for resuming at the step it stopped; resume it and
 // see the task learned. Then check the other way out: an interrupted run can
