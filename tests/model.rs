@@ -376,6 +376,30 @@ mod smollm2 {
             .expect("an instruct model's template");
         assert_eq!(reread.chat_template.as_deref(), Some(template.as_str()));
         drop(reread);
+        // As one zip (the browser's download), the same files byte for byte.
+        let zipped = checkpoint.to_zip("smollm2").expect("packs the folder");
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zipped)).expect("a zip");
+        let mut names: Vec<String> = archive.file_names().map(str::to_string).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "smollm2/chat_template.jinja",
+                "smollm2/config.json",
+                "smollm2/model.safetensors",
+                "smollm2/tokenizer.json"
+            ]
+        );
+        for name in names {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut archive.by_name(&name).unwrap(), &mut bytes).unwrap();
+            let file = name.trim_start_matches("smollm2/");
+            assert!(
+                bytes == std::fs::read(dir.join(file)).unwrap(),
+                "{file} differs"
+            );
+        }
+        drop(archive);
         std::fs::remove_file(dir.join("chat_template.jinja")).unwrap();
         let config = serde_json::json!({ "chat_template": template });
         std::fs::write(dir.join("tokenizer_config.json"), config.to_string()).unwrap();

@@ -11,6 +11,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use mose_lab::backend::{self, Compute};
 use mose_lab::data::{DataConfig, DataError, Example, Sample};
+use mose_lab::export::{Exported, export};
 use mose_lab::model::generate::{GenerationConfig, generate};
 use mose_lab::model::{Checkpoint, Llama, LlamaConfig};
 use mose_lab::mose::{BACKGROUND_FILE, Background, Learner, Method, MoseConfig};
@@ -175,6 +176,8 @@ pub struct Engine {
     pub model_config: LlamaConfig,
     /// Its tokenizer.
     pub tokenizer: Tokenizer,
+    /// Its chat template, for a model folder a learned task exports to.
+    pub chat_template: Option<String>,
     /// The identity projects record.
     pub identity: BaseModel,
     /// The statistics of the base model's own text its folder carries, for
@@ -310,6 +313,7 @@ pub async fn load(
         .tokenizer()
         .map_err(|e| format!("the tokenizer cannot be loaded ({e}); reload the page"))?;
     let identity = BaseModel::of(config.model_name, &model_config, &checkpoint.weights);
+    let chat_template = checkpoint.chat_template.clone();
 
     report(stage("Warming up: compiling the model's shaders", 0.8));
     let warm = GenerationConfig {
@@ -330,6 +334,7 @@ pub async fn load(
         model,
         model_config,
         tokenizer,
+        chat_template,
         identity,
         background,
         packs,
@@ -944,6 +949,43 @@ impl Lab {
             .map_err(|e| format!("The project could not be written: {e}"))
     }
 
+    /// Learned task `index` as a model of its own: MoSE's sub-experts and
+    /// modulation for it folded into the base model's weights, as a zip of
+    /// a Hugging Face folder (config.json, model.safetensors,
+    /// tokenizer.json) named after the task. Returns the bytes and the
+    /// file's name.
+    pub async fn export_task_model(self, index: usize) -> Result<(Vec<u8>, String), String> {
+        let engine = self.engine();
+        let name = self
+            .project
+            .with_untracked(|p| p.tasks.get(index).map(|t| t.name.clone()))
+            .ok_or("That task is gone; export another one.")?;
+        let mose = self
+            .learners
+            .get_value()
+            .into_iter()
+            .find(|l| l.method() == Method::Mose)
+            .ok_or("Learn a task first, then download it as a model.")?;
+        let cannot = |e: &dyn std::fmt::Display| format!("{name} could not be exported: {e}.");
+        let merged = export(
+            &engine.model,
+            &mose,
+            Exported::Task(index),
+            &engine.compute.device,
+        )
+        .await
+        .map_err(|e| cannot(&e))?;
+        let checkpoint = Checkpoint {
+            config: merged.config,
+            weights: merged.weights,
+            tokenizer_json: engine.tokenizer.to_json().map_err(|e| cannot(&e))?,
+            chat_template: engine.chat_template.clone(),
+        };
+        let folder = file_stem(&name);
+        let bytes = checkpoint.to_zip(&folder).map_err(|e| cannot(&e))?;
+        Ok((bytes, format!("{folder}.zip")))
+    }
+
     /// Replaces the project with an exported one ("Undo" brings back the old one).
     pub fn import(self, bytes: &[u8]) -> Result<(), String> {
         if self.busy() {
@@ -1471,4 +1513,22 @@ fn train_failed(task: &str, e: &str) -> String {
         "Learning {task} stopped: {e}. The project is as it was before. If the device ran out of memory, \
          lower the batch size or the steps in the settings and try again"
     )
+}
+
+/// A task's name as a file or folder name: letters, digits, `-` and `_`
+/// kept, runs of anything else one `-`, with `-mose` after it.
+fn file_stem(name: &str) -> String {
+    let mut stem = String::new();
+    for c in name.chars() {
+        match c.is_alphanumeric() || c == '_' || c == '-' {
+            true => stem.push(c),
+            false if !stem.ends_with('-') && !stem.is_empty() => stem.push('-'),
+            false => {}
+        }
+    }
+    let stem = stem.trim_end_matches('-');
+    match stem.is_empty() {
+        true => "task-mose".to_string(),
+        false => format!("{stem}-mose"),
+    }
 }

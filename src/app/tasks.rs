@@ -191,6 +191,7 @@ fn TaskCard(
     let is_last = index + 1 >= count;
     let original = name.clone();
     let rename_label = format!("Rename {name}");
+    let export_label = format!("Download as model: {name}");
     view! {
         <li class="card" data-testid="task-card" data-task-name=name.clone() data-learned=learned.to_string()
             style=format!("--task-colour: {}", task_colour(index))>
@@ -228,6 +229,19 @@ fn TaskCard(
                     aria-label="Learn later" on:click=move |_| lab.report(lab.move_task(index, 1))>"↓"</button>
                 <button data-testid="task-delete" class="danger" disabled=locked
                     on:click=move |_| lab.report(lab.delete_task(index))>"Delete"</button>
+                {learned.then(|| view! {
+                    <button data-testid="task-export-model" disabled=busy aria-label=export_label.clone()
+                        title="This task's sub-experts folded into the base model: a Hugging Face folder for transformers or llama.cpp"
+                        on:click=move |_| spawn_local(async move {
+                            match lab.export_task_model(index).await {
+                                Ok((bytes, file)) => {
+                                    browser::save_file(&bytes, &file, "application/zip");
+                                    lab.tell(format!("Downloaded {file}: a model folder that loads in transformers (AutoModelForCausalLM.from_pretrained)."));
+                                }
+                                Err(why) => lab.fail(why),
+                            }
+                        })>"Download as model"</button>
+                })}
             </div>
         </li>
     }

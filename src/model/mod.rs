@@ -31,6 +31,11 @@ pub(crate) use weights::F32View;
 /// Why a model could not be built, loaded or saved.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
+    /// A model folder could not be packed as one archive.
+    #[error(
+        "the model could not be packed as a zip archive ({0}); try again, or export it with `mose export`"
+    )]
+    Archive(String),
     /// `config.json` is not JSON, or lacks a field a Llama config must have.
     #[error(
         "config.json is not a valid Llama config ({0}); use the config.json that came with the weights"
@@ -210,6 +215,31 @@ impl Checkpoint {
         })
     }
 
+    /// The folder's files by name, as transformers reads them:
+    /// `config.json`, `tokenizer.json`, `chat_template.jinja` for an
+    /// instruct model, and `model.safetensors` last.
+    fn files(&self) -> Vec<(&'static str, std::borrow::Cow<'_, [u8]>)> {
+        use std::borrow::Cow;
+        let chat = self
+            .chat_template
+            .as_ref()
+            .map(|t| (CHAT_TEMPLATE_FILE, Cow::Borrowed(t.as_bytes())));
+        [
+            (
+                "config.json",
+                Cow::Owned(self.config.to_json().into_bytes()),
+            ),
+            (
+                "tokenizer.json",
+                Cow::Borrowed(self.tokenizer_json.as_bytes()),
+            ),
+        ]
+        .into_iter()
+        .chain(chat)
+        .chain([("model.safetensors", Cow::Borrowed(&self.weights[..]))])
+        .collect()
+    }
+
     /// Writes `config.json`, `model.safetensors` and `tokenizer.json` (and
     /// `chat_template.jinja` for an instruct model) into a folder (made if
     /// missing), the layout transformers reads.
@@ -223,20 +253,31 @@ impl Checkpoint {
             move |source| ModelError::Io { path, source }
         };
         std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let chat = self
-            .chat_template
-            .as_ref()
-            .map(|t| (CHAT_TEMPLATE_FILE, t.clone().into_bytes()));
-        for (name, bytes) in [
-            ("config.json", self.config.to_json().into_bytes()),
-            ("tokenizer.json", self.tokenizer_json.clone().into_bytes()),
-        ]
-        .into_iter()
-        .chain(chat)
-        {
+        for (name, bytes) in self.files() {
             std::fs::write(dir.join(name), bytes).map_err(io(&dir.join(name)))?;
         }
-        let weights = dir.join("model.safetensors");
-        std::fs::write(&weights, &self.weights).map_err(io(&weights))
+        Ok(())
+    }
+
+    /// The same folder as one zip archive (stored, not compressed: weights
+    /// barely compress), its files under `folder/`: what a browser can
+    /// download where it cannot write a folder.
+    ///
+    /// # Errors
+    /// [`ModelError::Archive`] when the archive cannot be written, which for
+    /// a folder under 4 GiB held in memory does not happen.
+    pub fn to_zip(&self, folder: &str) -> Result<Vec<u8>, ModelError> {
+        use std::io::Write as _;
+        let archive = |e: &dyn std::fmt::Display| ModelError::Archive(e.to_string());
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .large_file(self.weights.len() as u64 >= u32::MAX as u64);
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, bytes) in self.files() {
+            zip.start_file(format!("{folder}/{name}"), options)
+                .map_err(|e| archive(&e))?;
+            zip.write_all(&bytes).map_err(|e| archive(&e))?;
+        }
+        Ok(zip.finish().map_err(|e| archive(&e))?.into_inner())
     }
 }

@@ -290,6 +290,31 @@ export function readSafetensors(bytes) {
   return { headerText, header: JSON.parse(headerText), data: bytes.subarray(8 + Number(n)) };
 }
 
+// --- zip -------------------------------------------------------------------
+
+/** The files of a zip archive whose entries are stored (not compressed): `{ name: Buffer }`. */
+export function readStoredZip(bytes) {
+  const end = bytes.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
+  assert.ok(end >= 0, 'no end-of-central-directory record: not a zip archive');
+  const entries = bytes.readUInt16LE(end + 10);
+  let at = bytes.readUInt32LE(end + 16);
+  const files = {};
+  for (let i = 0; i < entries; i++) {
+    assert.equal(bytes.readUInt32LE(at), 0x02014b50, `central directory entry ${i} has no signature`);
+    const method = bytes.readUInt16LE(at + 10);
+    const size = bytes.readUInt32LE(at + 20);
+    const [nameLen, extraLen, commentLen] = [28, 30, 32].map((o) => bytes.readUInt16LE(at + o));
+    const local = bytes.readUInt32LE(at + 42);
+    const name = bytes.subarray(at + 46, at + 46 + nameLen).toString('utf8');
+    assert.equal(method, 0, `${name} is compressed (method ${method}), not stored`);
+    assert.equal(bytes.readUInt32LE(local), 0x04034b50, `${name} has no local header`);
+    const data = local + 30 + bytes.readUInt16LE(local + 26) + bytes.readUInt16LE(local + 28);
+    files[name] = bytes.subarray(data, data + size);
+    at += 46 + nameLen + extraLen + commentLen;
+  }
+  return files;
+}
+
 /** A safetensors file from a header's JSON text (padded with spaces to a multiple of 8) and the data bytes. */
 export function writeSafetensors(headerText, data = Buffer.alloc(0)) {
   const json = Buffer.from(headerText, 'utf8');

@@ -9,7 +9,8 @@
 // one's sub-experts (the capacity table, and the Try panel's weights lit in
 // the earlier task's columns); types a prompt from each learned task and sees
 // it routed to that task, and a text like none of them and sees the base
-// model answer; generates, alone and compared; reloads and finds everything back; exports the project, clears
+// model answer; generates, alone and compared; downloads a learned task as a
+// model folder (CPU mode); reloads and finds everything back; exports the project, clears
 // the storage, imports the file and finds everything back again; and runs an
 // axe-core accessibility audit. Throughout: no page error, no console error,
 // and no request at all after the page first said ready.
@@ -27,7 +28,7 @@ import util from 'node:util';
 import {
   READY_TIMEOUT_MS, WEBGPU_ARGS, CPU_ARGS, tid, startServer, tempDir, openApp, reloadApp, timeline,
   text, textNow, numberIn, cards, waitUntil, waitCards, addPack, addText, exportProject, readSafetensors,
-  axeSeriousViolations, formatViolations, screenshot, seconds, recipes,
+  axeSeriousViolations, formatViolations, screenshot, seconds, recipes, readStoredZip,
 } from './lib.mjs';
 
 // learning one task, scoring and saving it (the CPU is slow); E2E_TASK_TIMEOUT_MS to measure a slower machine
@@ -314,6 +315,20 @@ async function workshop({ label, args, backend, deviceText, steps, learn, taskTi
         assert.ok(value, `${id} is empty`);
         log(`${id} (compared, ${took} s): ${JSON.stringify(value.slice(0, 100))}`);
       }
+    }
+
+    if (compare) {
+      // a learned task as a model of its own: a zip of a Hugging Face folder
+      const model = await exportProject(page, dir, 'task-export-model');
+      const files = readStoredZip(model.bytes);
+      const folder = model.name.replace(/\.zip$/, '');
+      assert.deepEqual(Object.keys(files).sort(), ['config.json', 'model.safetensors', 'tokenizer.json'].map((f) => `${folder}/${f}`),
+        `the model download ${model.name} holds ${Object.keys(files)}`);
+      const config = JSON.parse(files[`${folder}/config.json`].toString('utf8'));
+      JSON.parse(files[`${folder}/tokenizer.json`].toString('utf8'));
+      const meta = readSafetensors(files[`${folder}/model.safetensors`]).header.__metadata__ ?? {};
+      assert.equal(meta['mose_lab.task'], names[0], `the exported weights name task ${meta['mose_lab.task']}`);
+      log(`downloaded ${model.name}: ${model.bytes.length} bytes, ${config.num_hidden_layers} layers, task ${meta['mose_lab.task']} (${meta['mose_lab.method']})`);
     }
 
     if (shotsFull) await screenshot(page, shotsFull);
