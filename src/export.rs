@@ -84,13 +84,18 @@ pub struct MergedModel {
 
 impl MergedModel {
     /// The whole folder: these weights with the base model's tokenizer
-    /// and chat template, which an adapter does not change.
-    pub fn with_tokenizer_of(self, base: &Checkpoint) -> Checkpoint {
+    /// (its `tokenizer.json` as loaded) and chat template, which an adapter
+    /// does not change.
+    pub fn with_tokenizer(
+        self,
+        tokenizer_json: String,
+        chat_template: Option<String>,
+    ) -> Checkpoint {
         Checkpoint {
             config: self.config,
             weights: self.weights,
-            tokenizer_json: base.tokenizer_json.clone(),
-            chat_template: base.chat_template.clone(),
+            tokenizer_json,
+            chat_template,
         }
     }
 }

@@ -176,7 +176,10 @@ pub struct Engine {
     pub model_config: LlamaConfig,
     /// Its tokenizer.
     pub tokenizer: Tokenizer,
-    /// Its chat template, for a model folder a learned task exports to.
+    /// Its `tokenizer.json` as loaded, for the model folder a learned task
+    /// exports to.
+    pub tokenizer_json: String,
+    /// Its chat template as loaded (none for a plain model).
     pub chat_template: Option<String>,
     /// The identity projects record.
     pub identity: BaseModel,
@@ -313,7 +316,10 @@ pub async fn load(
         .tokenizer()
         .map_err(|e| format!("the tokenizer cannot be loaded ({e}); reload the page"))?;
     let identity = BaseModel::of(config.model_name, &model_config, &checkpoint.weights);
-    let chat_template = checkpoint.chat_template.clone();
+    let (tokenizer_json, chat_template) = (
+        checkpoint.tokenizer_json.clone(),
+        checkpoint.chat_template.clone(),
+    );
 
     report(stage("Warming up: compiling the model's shaders", 0.8));
     let warm = GenerationConfig {
@@ -334,6 +340,7 @@ pub async fn load(
         model,
         model_config,
         tokenizer,
+        tokenizer_json,
         chat_template,
         identity,
         background,
@@ -967,20 +974,15 @@ impl Lab {
             .find(|l| l.method() == Method::Mose)
             .ok_or("Learn a task first, then download it as a model.")?;
         let cannot = |e: &dyn std::fmt::Display| format!("{name} could not be exported: {e}.");
-        let merged = export(
+        let checkpoint = export(
             &engine.model,
             &mose,
             Exported::Task(index),
             &engine.compute.device,
         )
         .await
-        .map_err(|e| cannot(&e))?;
-        let checkpoint = Checkpoint {
-            config: merged.config,
-            weights: merged.weights,
-            tokenizer_json: engine.tokenizer.to_json().map_err(|e| cannot(&e))?,
-            chat_template: engine.chat_template.clone(),
-        };
+        .map_err(|e| cannot(&e))?
+        .with_tokenizer(engine.tokenizer_json.clone(), engine.chat_template.clone());
         let folder = file_stem(&name);
         let bytes = checkpoint.to_zip(&folder).map_err(|e| cannot(&e))?;
         Ok((bytes, format!("{folder}.zip")))

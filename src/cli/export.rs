@@ -84,7 +84,10 @@ pub(crate) fn run(context: &Context, args: ExportArgs) -> Result<(), CliError> {
     let spinner = context.spinner("folding the adapter into the weights");
     let exported = pollster::block_on(export(&model, &learner, what, &device))
         .map_err(CliError::input)?
-        .with_tokenizer_of(&checkpoint);
+        .with_tokenizer(
+            checkpoint.tokenizer_json.clone(),
+            checkpoint.chat_template.clone(),
+        );
     spinner.finish_and_clear();
     exported.write_dir(&args.out).map_err(CliError::failed)?;
     let output = ExportOutput {
