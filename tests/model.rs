@@ -210,6 +210,47 @@ fn unsupported_dtypes_and_configs_are_named() {
 const TOKENIZER: &str = include_str!("fixtures/tokenizer/tokenizer.json");
 
 /// A random model whose vocabulary is the tokenizer fixture's.
+#[test]
+fn a_model_chosen_as_files_is_one_gguf_or_a_folders_three_files() {
+    use mose_lab::model::Checkpoint;
+    let fixture = |path: &str| std::fs::read(format!("tests/fixtures/{path}")).unwrap();
+    let folder = vec![
+        ("README.md".to_string(), b"ignored".to_vec()),
+        ("tokenizer.json".into(), fixture("tokenizer/tokenizer.json")),
+        (
+            "model.safetensors".into(),
+            fixture("llama-tiny/tied/model.safetensors"),
+        ),
+        ("config.json".into(), fixture("llama-tiny/tied/config.json")),
+    ];
+    let checkpoint = Checkpoint::from_files(&folder).expect("a folder's files, in any order");
+    assert_eq!(checkpoint.weights, folder[2].1);
+    assert!(checkpoint.chat_template.is_none());
+    // An instruct folder's template comes from tokenizer_config.json.
+    let mut instruct = folder.clone();
+    let config = serde_json::json!({ "chat_template": "{{ messages }}" }).to_string();
+    instruct.push(("tokenizer_config.json".into(), config.into_bytes()));
+    let template = Checkpoint::from_files(&instruct).unwrap().chat_template;
+    assert_eq!(template.as_deref(), Some("{{ messages }}"));
+
+    let missing = Checkpoint::from_files(&folder[..2]).unwrap_err();
+    assert!(matches!(&missing, ModelError::MissingFile(name) if name == "config.json"));
+    assert!(
+        missing.to_string().contains("choose one .gguf file"),
+        "{missing}"
+    );
+    // A file named .gguf, or one that starts like one, is read as GGUF.
+    for name in ["model.gguf", "weights.bin"] {
+        let bytes = if name.ends_with(".gguf") {
+            b"not a model".to_vec()
+        } else {
+            b"GGUF\x07".to_vec()
+        };
+        let err = Checkpoint::from_files(&[(name.to_string(), bytes)]).unwrap_err();
+        assert!(matches!(err, ModelError::Gguf(_)), "{name}: {err}");
+    }
+}
+
 fn random_model(tokenizer: &Tokenizer, device: &Device) -> Llama {
     device.seed(3);
     let mut config = LlamaConfig::new(tokenizer.vocab_size(), 32, 64, 2, 4, 2);

@@ -89,6 +89,13 @@ pub enum ModelError {
     /// A GGUF file could not be imported.
     #[error(transparent)]
     Gguf(#[from] gguf::GgufError),
+    /// Files chosen as a model are neither one GGUF file nor a Hugging Face
+    /// folder's files.
+    #[error(
+        "{0} is missing: choose one .gguf file, or a Hugging Face model folder's config.json, \
+         model.safetensors and tokenizer.json together"
+    )]
+    MissingFile(String),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -107,7 +114,6 @@ pub const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
 
 /// The chat template in a `tokenizer_config.json`: its `chat_template`, a
 /// string or a list of named templates (the one named `default`).
-#[cfg(not(target_arch = "wasm32"))]
 fn chat_template_of(tokenizer_config: &[u8]) -> Option<String> {
     let config: serde_json::Value = serde_json::from_slice(tokenizer_config).ok()?;
     match &config["chat_template"] {
@@ -185,33 +191,80 @@ impl Checkpoint {
         })
     }
 
-    /// Reads `config.json`, `model.safetensors` and `tokenizer.json` from a
-    /// folder, and the chat template where the folder has one.
+    /// A model from files chosen by name, as a person picks them from disk:
+    /// one GGUF file (by its magic or its `.gguf` name), or a Hugging Face
+    /// folder's `config.json`, `model.safetensors` and `tokenizer.json`, with
+    /// its chat template from `chat_template.jinja` or `tokenizer_config.json`
+    /// where one is given. Other files are ignored.
     ///
     /// # Errors
-    /// [`ModelError::Io`] naming a file that cannot be read, and the config's errors.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn read_dir(dir: &std::path::Path) -> Result<Self, ModelError> {
-        let read = |name: &str| {
-            let path = dir.join(name);
-            std::fs::read(&path).map_err(|source| ModelError::Io {
-                path: path.display().to_string(),
-                source,
-            })
+    /// [`ModelError::MissingFile`] naming the first file a folder lacks, and
+    /// the errors of [`Checkpoint::from_gguf`] and of the config.
+    pub fn from_files(files: &[(String, Vec<u8>)]) -> Result<Self, ModelError> {
+        let is_gguf = |(name, bytes): &&(String, Vec<u8>)| {
+            bytes.starts_with(gguf::MAGIC) || name.to_lowercase().ends_with(".gguf")
         };
-        let config = LlamaConfig::from_json(&String::from_utf8_lossy(&read("config.json")?))?;
-        let chat_template = match dir.join(CHAT_TEMPLATE_FILE).exists() {
-            true => Some(String::from_utf8_lossy(&read(CHAT_TEMPLATE_FILE)?).into_owned()),
-            false if dir.join("tokenizer_config.json").exists() => {
-                chat_template_of(&read("tokenizer_config.json")?)
-            }
-            false => None,
+        if let Some((_, bytes)) = files.iter().find(is_gguf) {
+            return Self::from_gguf(bytes);
+        }
+        let file = |name: &str| {
+            files
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, bytes)| bytes.as_slice())
+        };
+        let needed = |name: &str| file(name).ok_or_else(|| ModelError::MissingFile(name.into()));
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        let config = LlamaConfig::from_json(&text(needed("config.json")?))?;
+        let tokenizer_json = text(needed("tokenizer.json")?);
+        let weights = needed("model.safetensors")?.to_vec();
+        let chat_template = match file(CHAT_TEMPLATE_FILE) {
+            Some(bytes) => Some(text(bytes)),
+            None => file("tokenizer_config.json").and_then(chat_template_of),
         };
         Ok(Self {
             config,
-            weights: read("model.safetensors")?,
-            tokenizer_json: String::from_utf8_lossy(&read("tokenizer.json")?).into_owned(),
+            weights,
+            tokenizer_json,
             chat_template,
+        })
+    }
+
+    /// Reads `config.json`, `model.safetensors` and `tokenizer.json` from a
+    /// folder, and the chat template where the folder has one
+    /// ([`Checkpoint::from_files`]).
+    ///
+    /// # Errors
+    /// [`ModelError::Io`] naming a file that cannot be read, and the errors
+    /// of [`Checkpoint::from_files`].
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_dir(dir: &std::path::Path) -> Result<Self, ModelError> {
+        let mut files = Vec::new();
+        for name in [
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            CHAT_TEMPLATE_FILE,
+            "tokenizer_config.json",
+        ] {
+            let path = dir.join(name);
+            match std::fs::read(&path) {
+                Ok(bytes) => files.push((name.to_string(), bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(ModelError::Io {
+                        path: path.display().to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        Self::from_files(&files).map_err(|e| match e {
+            ModelError::MissingFile(name) => ModelError::Io {
+                path: dir.join(name).display().to_string(),
+                source: std::io::ErrorKind::NotFound.into(),
+            },
+            e => e,
         })
     }
 

@@ -282,6 +282,9 @@ impl TensorInfo {
     }
 }
 
+/// The first four bytes of every GGUF file.
+pub const MAGIC: &[u8] = b"GGUF";
+
 /// A parsed GGUF file. It borrows the file's bytes; tensor data is read from them on demand.
 #[derive(Clone)]
 pub struct Gguf<'a> {
@@ -311,7 +314,7 @@ impl<'a> Gguf<'a> {
     /// that every tensor's data lies inside the file.
     pub fn parse(bytes: &'a [u8]) -> Result<Gguf<'a>> {
         let mut r = Reader { bytes, pos: 0 };
-        if bytes.get(..4) != Some(b"GGUF".as_slice()) {
+        if !bytes.starts_with(MAGIC) {
             let found = bytes
                 .iter()
                 .take(4)
