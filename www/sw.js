@@ -16,8 +16,12 @@
 // nothing of the person's work, and offline it just fails.
 //
 // Requests are answered from the cache first, then from the network; what the
-// network answers is never stored. Only same-origin GET requests are handled;
-// the browser does the rest as if there were no worker.
+// network answers is never stored, except a model under served/ (large and
+// optional, so never precached: www/served/README.md), which is kept in its
+// own cache the first time the page loads it, so a chosen served model works
+// offline too; served/index.json is asked of the network first. Only
+// same-origin GET requests are handled; the browser does the rest as if there
+// were no worker.
 "use strict";
 
 const VERSION = "__MOSE_SW_VERSION__";
@@ -25,6 +29,9 @@ const FILES = ["__MOSE_SW_FILES__"];
 
 const PREFIX = "mose-lab-";
 const CACHE = PREFIX + VERSION;
+// Not under PREFIX: a new build keeps the served models it already holds.
+const SERVED_CACHE = "mose-served";
+const SERVED_PATH = new URL("served/", self.registration.scope).pathname;
 
 self.addEventListener("install", (event) => {
   event.waitUntil(
@@ -58,6 +65,11 @@ self.addEventListener("fetch", (event) => {
   if (request.method !== "GET" || new URL(request.url).origin !== self.location.origin) {
     return;
   }
+  const path = new URL(request.url).pathname;
+  if (path.startsWith(SERVED_PATH)) {
+    event.respondWith(served(request, path.endsWith("/index.json")));
+    return;
+  }
   event.respondWith(
     (async () => {
       const cache = await caches.open(CACHE);
@@ -66,3 +78,19 @@ self.addEventListener("fetch", (event) => {
     })(),
   );
 });
+
+// A served file: the list from the network first (a new model appears), a
+// model from the cache first; what the network answers is kept.
+async function served(request, networkFirst) {
+  const cache = await caches.open(SERVED_CACHE);
+  const cached = await cache.match(request, { ignoreSearch: true });
+  if (cached && !networkFirst) return cached;
+  try {
+    const response = await fetch(request);
+    if (response.ok) await cache.put(request, response.clone());
+    return response;
+  } catch (error) {
+    if (cached) return cached;
+    throw error;
+  }
+}

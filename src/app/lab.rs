@@ -12,10 +12,9 @@ use leptos::task::spawn_local;
 use mose_lab::backend::{self, Compute};
 use mose_lab::data::{DataConfig, DataError, Example, Sample};
 use mose_lab::export::{Exported, export};
-use mose_lab::model::generate::{GenerationConfig, generate};
-use mose_lab::model::{Checkpoint, Llama, LlamaConfig};
-use mose_lab::mose::{BACKGROUND_FILE, Background, Learner, Method, MoseConfig};
-use mose_lab::project::{BaseModel, Project, ProjectTask, Trained};
+use mose_lab::model::generate::GenerationConfig;
+use mose_lab::mose::{Learner, Method, MoseConfig};
+use mose_lab::project::{Project, ProjectTask, Trained};
 use mose_lab::sequence::{SequenceReport, SequenceTask, score_base, score_learned};
 use mose_lab::tokenizer::Tokenizer;
 use mose_lab::train::{Flow, RunEnd, StepReport, TaskRun, TrainConfig};
@@ -24,6 +23,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
+use super::base_model::{self, Base, BaseSource, ServedModel, gpu_failed};
 use super::browser::{self, Store};
 
 /// Settings for one kind of device: a GPU trains the full setting, the CPU
@@ -58,6 +58,12 @@ pub struct AppConfig {
     pub model_dir: &'static str,
     /// The starter packs' folder in the served site.
     pub packs_dir: &'static str,
+    /// The folder of the models the app serves beside itself, listed in its
+    /// `index.json` (absent when it serves none).
+    pub served_dir: &'static str,
+    /// Where the base model choice is saved (and files from disk the person
+    /// keeps, under `<key>.file.<i>`).
+    pub base_key: &'static str,
     /// The name projects record for the embedded model (the CLI's folder name).
     pub model_name: &'static str,
     /// On a GPU.
@@ -86,6 +92,10 @@ pub struct AppConfig {
     pub most_new_tokens: usize,
     /// Steps between two saved checkpoints of a running task.
     pub checkpoint_every: usize,
+    /// The most memory a base model may need to load (its files and its
+    /// weights in f32 twice, [`base_model::memory_needed`]): a wasm32 page
+    /// addresses 4 GiB, and the app's own state needs some of it.
+    pub most_model_memory: u64,
 }
 
 impl Default for AppConfig {
@@ -97,6 +107,8 @@ impl Default for AppConfig {
             run_key: "run",
             model_dir: "model",
             packs_dir: "packs",
+            served_dir: "served",
+            base_key: "base",
             model_name: "model",
             gpu: DeviceDefaults {
                 steps: 60,
@@ -133,6 +145,7 @@ impl Default for AppConfig {
             },
             most_new_tokens: 512,
             checkpoint_every: 10,
+            most_model_memory: 3_500_000_000,
         }
     }
 }
@@ -157,6 +170,7 @@ pub struct PackInfo {
 }
 
 /// A starter pack with its text.
+#[derive(Clone)]
 pub struct Pack {
     /// What it is.
     pub info: PackInfo,
@@ -166,27 +180,14 @@ pub struct Pack {
     pub test: Vec<u8>,
 }
 
-/// What the page loaded once: the device, the base model and the packs.
+/// What the page loaded: the device, the base model and the packs.
 pub struct Engine {
     /// Where everything computes.
     pub compute: Compute,
-    /// The frozen base model.
-    pub model: Llama,
-    /// Its shape.
-    pub model_config: LlamaConfig,
-    /// Its tokenizer.
-    pub tokenizer: Tokenizer,
-    /// Its `tokenizer.json` as loaded, for the model folder a learned task
-    /// exports to.
-    pub tokenizer_json: String,
-    /// Its chat template as loaded (none for a plain model).
-    pub chat_template: Option<String>,
-    /// The identity projects record.
-    pub identity: BaseModel,
-    /// The statistics of the base model's own text its folder carries, for
-    /// the router's "none of these" (without them, the first task writes
-    /// the texts itself).
-    pub background: Option<Background>,
+    /// The base model, which a project with no learned task may change.
+    pub base: Base,
+    /// The models the app serves beside itself.
+    pub served: Vec<ServedModel>,
     /// The starter packs.
     pub packs: Vec<Pack>,
     /// The settings for this device.
@@ -195,6 +196,21 @@ pub struct Engine {
     pub store: Result<Store, String>,
     /// Whether the service worker holds an offline copy, or why not.
     pub offline: Result<(), String>,
+}
+
+impl Engine {
+    /// The same engine on another base model.
+    fn with_base(&self, base: Base) -> Self {
+        Self {
+            compute: self.compute.clone(),
+            base,
+            served: self.served.clone(),
+            packs: self.packs.clone(),
+            defaults: self.defaults,
+            store: self.store.clone(),
+            offline: self.offline.clone(),
+        }
+    }
 }
 
 /// The project found in storage at load, with what its states hold.
@@ -216,8 +232,9 @@ pub struct Loading {
     pub fraction: f64,
 }
 
-/// Loads the model, tokenizer and packs, uploads and warms up the model and
-/// restores the stored project. Reports each stage.
+/// Loads the base model the person chose last (the embedded one at first),
+/// the packs and the list of served models, uploads and warms up the model
+/// and restores the stored project. Reports each stage.
 ///
 /// # Errors
 /// What failed and what to do, in words.
@@ -235,133 +252,115 @@ pub async fn load(
         backend::BackendKind::Wgpu | backend::BackendKind::Cuda => config.gpu,
         backend::BackendKind::Cpu => config.cpu,
     };
+    let store = Store::open(config.db_name).await;
+    let chosen = match &store {
+        Ok(store) => base_model::saved_source(config, store).await,
+        Err(_) => BaseSource::Embedded,
+    };
+    let served = base_model::served_models(config).await;
 
-    // Downloads: 0.05 .. 0.7 of the bar, by bytes.
+    // Downloads: 0.05 .. 0.7 of the bar, the model by bytes, then the packs.
     let fetch_text = |path: String| async move {
         browser::download(&path, |_, _| {})
             .await
             .map_err(unavailable)
     };
-    let config_json = fetch_text(format!("{}/config.json", config.model_dir)).await?;
     let index = fetch_text(format!("{}/index.json", config.packs_dir)).await?;
     let infos: Vec<PackInfo> = serde_json::from_slice(&index)
         .map_err(|e| format!("the starter pack list is damaged ({e}); reload the page"))?;
-    let tokenizer_json = fetch_text(format!("{}/tokenizer.json", config.model_dir)).await?;
-    let pack_bytes: f64 = infos
-        .iter()
-        .map(|p| (p.train_bytes + p.test_bytes) as f64)
-        .sum();
     let on_weights = {
         let report = report.clone();
         move |received: f64, total: f64| {
-            let total = total.max(1.0) + pack_bytes;
             report(Loading {
                 stage: format!(
                     "Downloading the model: {:.1} of {:.1} MB",
                     received / 1e6,
                     total / 1e6
                 ),
-                fraction: 0.05 + 0.65 * received / total,
+                fraction: 0.05 + 0.55 * received / total.max(1.0),
             })
         }
     };
-    let weights = browser::download(
-        &format!("{}/model.safetensors", config.model_dir),
-        on_weights,
-    )
-    .await
-    .map_err(unavailable)?;
-    let weight_bytes = weights.len() as f64;
-    // Optional: a folder without the file (or with one this build cannot
-    // read) costs the first task the time to write the texts, nothing else.
-    let background = browser::download(
-        &format!("{}/{BACKGROUND_FILE}", config.model_dir),
-        |_, _| {},
-    )
-    .await
-    .ok()
-    .and_then(|bytes| Background::from_bytes(&bytes).ok());
+    let on_device = match compute.kind {
+        backend::BackendKind::Wgpu | backend::BackendKind::Cuda => {
+            "Uploading the model to the GPU and compiling its shaders"
+        }
+        backend::BackendKind::Cpu => "Loading the model into memory",
+    };
+    let mut problem = None;
+    let base = match chosen {
+        BaseSource::Embedded => None,
+        source => {
+            let files =
+                base_model::files_of(&source, config, store.as_ref().ok(), on_weights.clone())
+                    .await;
+            report(stage(on_device, 0.62));
+            let name = base_model::name_of(&source, config);
+            match files {
+                Ok(files) => Base::open(&files, &name, source, &compute).await,
+                Err(why) => Err(why),
+            }
+            .map_err(|why| {
+                problem = Some(format!(
+                    "The base model you chose, {name}, could not be loaded: {why}. The embedded model is used instead."
+                ))
+            })
+            .ok()
+        }
+    };
+    let base = match base {
+        Some(base) => base,
+        None => {
+            let files = base_model::files_of(&BaseSource::Embedded, config, None, on_weights)
+                .await
+                .map_err(unavailable)?;
+            report(stage(on_device, 0.62));
+            Base::open(&files, config.model_name, BaseSource::Embedded, &compute)
+                .await
+                .map_err(|e| format!("the base model cannot be loaded ({e}); reload the page"))?
+        }
+    };
     let mut packs = Vec::with_capacity(infos.len());
-    let mut received = weight_bytes;
-    for info in infos {
+    for (i, info) in infos.iter().enumerate() {
         report(Loading {
             stage: format!("Downloading the starter pack {}", info.title),
-            fraction: 0.05 + 0.65 * received / (weight_bytes + pack_bytes),
+            fraction: 0.7 + 0.1 * i as f64 / infos.len() as f64,
         });
         let dir = format!("{}/{}", config.packs_dir, info.name);
         let train = fetch_text(format!("{dir}/train.txt")).await?;
         let test = fetch_text(format!("{dir}/test.txt")).await?;
-        received += (train.len() + test.len()) as f64;
-        packs.push(Pack { info, train, test });
+        packs.push(Pack {
+            info: info.clone(),
+            train,
+            test,
+        });
     }
-
-    let on_device = match compute.kind {
-        backend::BackendKind::Wgpu | backend::BackendKind::Cuda => "Uploading the model to the GPU",
-        backend::BackendKind::Cpu => "Loading the model into memory",
-    };
-    report(stage(on_device, 0.72));
-    backend::yield_now().await;
-    let model_config = LlamaConfig::from_json(&String::from_utf8_lossy(&config_json))
-        .map_err(|e| format!("the base model's config.json is damaged ({e}); reload the page"))?;
-    let checkpoint = Checkpoint {
-        config: model_config.clone(),
-        weights,
-        tokenizer_json: String::from_utf8_lossy(&tokenizer_json).into_owned(),
-        chat_template: None,
-    };
-    let model = checkpoint
-        .model(&compute.device)
-        .map_err(|e| format!("the base model cannot be loaded ({e}); reload the page"))?;
-    let tokenizer = checkpoint
-        .tokenizer()
-        .map_err(|e| format!("the tokenizer cannot be loaded ({e}); reload the page"))?;
-    let identity = BaseModel::of(config.model_name, &model_config, &checkpoint.weights);
-    let (tokenizer_json, chat_template) = (
-        checkpoint.tokenizer_json.clone(),
-        checkpoint.chat_template.clone(),
-    );
-
-    report(stage("Warming up: compiling the model's shaders", 0.8));
-    let warm = GenerationConfig {
-        max_new_tokens: 2,
-        ..GenerationConfig::default()
-    };
-    generate(&model, &tokenizer, "The", &warm, &compute.device, |_| {})
-        .await
-        .map_err(|e| gpu_failed(&e.to_string()))?;
 
     report(stage("Keeping a copy for offline use", 0.9));
     let offline = browser::offline_copy().await;
 
     report(stage("Restoring your project", 0.96));
-    let store = Store::open(config.db_name).await;
     let engine = Engine {
         compute,
-        model,
-        model_config,
-        tokenizer,
-        tokenizer_json,
-        chat_template,
-        identity,
-        background,
+        base,
+        served,
         packs,
         defaults,
         store,
         offline,
     };
-    let restored = restore(&engine, config).await;
+    let mut restored = restore(&engine, config).await;
+    if let Some(problem) = problem {
+        restored.problem = Some(match restored.problem {
+            Some(more) => format!("{problem} {more}"),
+            None => problem,
+        });
+    }
     Ok((engine, restored))
 }
 
 fn unavailable(e: String) -> String {
     format!("MoSE Lab could not download its files ({e}); check the connection and reload the page")
-}
-
-fn gpu_failed(e: &str) -> String {
-    format!(
-        "the device failed while running the model ({e}). Reload the page; if it fails again, \
-         close other GPU-heavy tabs, or turn WebGPU off to use CPU mode"
-    )
 }
 
 /// The stored project with its learners, or why it could not be used: a
@@ -553,6 +552,10 @@ pub struct Lab {
     pub interrupted: RwSignal<Option<RunMeta>>,
     /// Whether a stored project this build could not open is kept aside.
     pub kept_aside: RwSignal<bool>,
+    /// The base model being loaded in place of the current one, and how far.
+    pub base_loading: RwSignal<Option<String>>,
+    /// Bytes of model files kept in this browser, if any.
+    pub kept_model: RwSignal<Option<u64>>,
 }
 
 /// Where a running task is, saved beside its checkpoint so that a run a
@@ -572,6 +575,21 @@ pub struct RunMeta {
     pub step: usize,
     /// Steps per task.
     pub steps: usize,
+}
+
+/// A base model a person picks.
+pub enum BaseChoice {
+    /// The embedded model.
+    Embedded,
+    /// A model the app serves.
+    Served(ServedModel),
+    /// Files opened from disk, kept in this browser when `keep`.
+    Disk {
+        /// The files by name.
+        files: base_model::Files,
+        /// Whether the person asked to keep them.
+        keep: bool,
+    },
 }
 
 /// An interrupted run, read back from storage.
@@ -604,7 +622,15 @@ impl Lab {
             storage: RwSignal::new(None),
             interrupted: RwSignal::new(None),
             kept_aside: RwSignal::new(restored.kept_aside),
+            base_loading: RwSignal::new(None),
+            kept_model: RwSignal::new(None),
         };
+        if let BaseSource::Disk {
+            bytes, kept: true, ..
+        } = lab.engine().base.source
+        {
+            lab.kept_model.set(Some(bytes));
+        }
         if let Some(problem) = restored.problem {
             lab.fail(problem);
         }
@@ -749,6 +775,7 @@ impl Lab {
     /// True while a task is being learned: the task list is then fixed.
     pub fn busy(self) -> bool {
         self.train_state.with_untracked(TrainState::busy)
+            || self.base_loading.with_untracked(Option::is_some)
     }
 
     /// Saves the project to the browser's storage and refreshes the meter.
@@ -866,7 +893,7 @@ impl Lab {
         let name = task.name.clone();
         // Every sample must make an example now, not when it is learned.
         let data = self.project.with_untracked(|p| p.data.clone());
-        task.examples(&self.engine().tokenizer, &data)
+        task.examples(&self.engine().base.tokenizer, &data)
             .map_err(|e| data_message(&name, &e))?;
         self.project.update(|p| p.tasks.push(task));
         self.tell(format!("Added the task {name}."));
@@ -949,6 +976,162 @@ impl Lab {
         self.tell("Everything learned is forgotten; the tasks are kept.");
     }
 
+    /// Why the base model cannot change now, if it cannot: a task is being
+    /// learned, or the project has learned tasks on this model.
+    pub fn base_locked(self) -> Option<String> {
+        if self.busy() {
+            return Some("Wait until the task being learned is done.".into());
+        }
+        self.project.with(|p| p.learned() > 0).then(|| {
+            "The base model can change only before the first task is learned: start over \
+                 (or export this project first) to use another one."
+                .into()
+        })
+    }
+
+    /// Makes `choice` the base model: loads it on the device, and on
+    /// success starts the project over on it, keeping its tasks (a project
+    /// kept aside because it was made on that model opens instead), and
+    /// saves the choice so that a reload loads the same model.
+    pub async fn choose_base(self, choice: BaseChoice) -> Result<(), String> {
+        if let Some(why) = self.base_locked() {
+            return Err(why);
+        }
+        let config = self.config.get_value();
+        let engine = self.engine();
+        let (source, files) = match choice {
+            BaseChoice::Embedded => (BaseSource::Embedded, None),
+            BaseChoice::Served(model) => (
+                BaseSource::Served {
+                    name: model.name,
+                    file: model.file,
+                },
+                None,
+            ),
+            BaseChoice::Disk { files, keep } => (
+                BaseSource::Disk {
+                    name: base_model::disk_name(&files),
+                    bytes: files.iter().map(|(_, b)| b.len() as u64).sum(),
+                    kept: keep,
+                },
+                Some(files),
+            ),
+        };
+        let name = base_model::name_of(&source, &config);
+        self.base_loading.set(Some(format!("Loading {name}")));
+        let loaded = async {
+            let files = match files {
+                Some(files) => files,
+                None => {
+                    let on_bytes = move |got: f64, total: f64| {
+                        self.base_loading.set(Some(format!(
+                            "Downloading {name}: {:.1} of {:.1} MB",
+                            got / 1e6,
+                            total / 1e6
+                        )))
+                    };
+                    base_model::files_of(&source, &config, None, on_bytes).await?
+                }
+            };
+            if let Some(needed) = base_model::memory_needed(&files)
+                && needed > config.most_model_memory
+            {
+                return Err(format!(
+                    "loading it takes about {:.1} GB of memory (its weights expanded to 32-bit floats), \
+                     more than a browser page can hold ({:.1} GB): choose a smaller model",
+                    needed as f64 / 1e9,
+                    config.most_model_memory as f64 / 1e9
+                ));
+            }
+            self.base_loading.set(Some(format!(
+                "Loading {} onto the device",
+                base_model::name_of(&source, &config)
+            )));
+            let base = Base::open(&files, &base_model::name_of(&source, &config), source.clone(), &engine.compute).await?;
+            Ok::<_, String>((base, files))
+        }
+        .await;
+        self.base_loading.set(None);
+        let (base, files) = loaded.map_err(|why| {
+            format!(
+                "{} cannot be the base model: {why}",
+                base_model::name_of(&source, &config)
+            )
+        })?;
+        let description = base.describe();
+        let engine = Rc::new(engine.with_base(base));
+        self.engine.set_value(engine.clone());
+        let kept_aside = match &engine.store {
+            Ok(store) => store.get(config.unreadable_key).await.ok().flatten(),
+            Err(_) => None,
+        };
+        let (project, learners) = match kept_aside.and_then(|b| open_project(&b, &engine).ok()) {
+            Some(opened) => {
+                if let Ok(store) = &engine.store {
+                    let _ = store.delete(config.unreadable_key).await;
+                }
+                self.kept_aside.set(false);
+                opened
+            }
+            None => {
+                let mut project = empty_project(&config, &engine);
+                project.tasks = self.project.with_untracked(|p| p.tasks.clone());
+                (project, Vec::new())
+            }
+        };
+        self.settings.set(settings_of(&project, engine.defaults));
+        self.learners.set_value(learners);
+        self.losses.set(Vec::new());
+        self.undo.set(None);
+        self.project.set(project);
+        self.save();
+        if let Ok(store) = &engine.store {
+            base_model::save_source(&config, store, &engine.base.source, &files).await?;
+            self.kept_model.set(match engine.base.source {
+                BaseSource::Disk {
+                    bytes, kept: true, ..
+                } => Some(bytes),
+                _ => None,
+            });
+            self.refresh_storage();
+        }
+        self.tell(format!(
+            "The base model is now {description}. Tasks learned from here on adapt it."
+        ));
+        Ok(())
+    }
+
+    /// Deletes the model files kept in this browser; the model stays loaded
+    /// until the page is reloaded.
+    pub async fn forget_kept_base(self) -> Result<(), String> {
+        self.drop_kept_files().await?;
+        self.refresh_storage();
+        self.tell(
+            "The model's files are deleted from this browser; after a reload, open them again to use it.",
+        );
+        Ok(())
+    }
+
+    /// Deletes kept model files and saves the choice as not kept.
+    async fn drop_kept_files(self) -> Result<(), String> {
+        let config = self.config.get_value();
+        let engine = self.engine();
+        let Ok(store) = &engine.store else {
+            return Ok(());
+        };
+        base_model::forget_files(&config, store).await?;
+        if let BaseSource::Disk { name, bytes, .. } = &engine.base.source {
+            let source = BaseSource::Disk {
+                name: name.clone(),
+                bytes: *bytes,
+                kept: false,
+            };
+            base_model::save_source(&config, store, &source, &Vec::new()).await?;
+        }
+        self.kept_model.set(None);
+        Ok(())
+    }
+
     /// The project as one file, for "Export".
     pub fn export(self) -> Result<Vec<u8>, String> {
         self.project
@@ -975,14 +1158,17 @@ impl Lab {
             .ok_or("Learn a task first, then download it as a model.")?;
         let cannot = |e: &dyn std::fmt::Display| format!("{name} could not be exported: {e}.");
         let checkpoint = export(
-            &engine.model,
+            &engine.base.model,
             &mose,
             Exported::Task(index),
             &engine.compute.device,
         )
         .await
         .map_err(|e| cannot(&e))?
-        .with_tokenizer(engine.tokenizer_json.clone(), engine.chat_template.clone());
+        .with_tokenizer(
+            engine.base.tokenizer_json.clone(),
+            engine.base.chat_template.clone(),
+        );
         let folder = file_stem(&name);
         let bytes = checkpoint.to_zip(&folder).map_err(|e| cannot(&e))?;
         Ok((bytes, format!("{folder}.zip")))
@@ -1029,6 +1215,9 @@ impl Lab {
                     }
                 }
             }
+            if let Err(why) = self.drop_kept_files().await {
+                self.fail(why);
+            }
             self.storage.set(browser::storage_use().await);
         });
         self.tell("Everything stored in this browser is deleted.");
@@ -1072,13 +1261,16 @@ fn empty_project(config: &AppConfig, engine: &Engine) -> Project {
         .with_batch_size(defaults.batch_size)
         .with_learning_rate(config.learning_rate)
         .with_seed(config.seed);
-    Project::new(
-        engine.identity.clone(),
-        data,
-        train,
-        MoseConfig::new(),
-        config.seed,
-    )
+    // A model without the statistics of its own text routes without them:
+    // writing the texts in a page would take minutes to hours for a model
+    // larger than the embedded one (docs/METHOD.md, "The base model's own text").
+    let mose = match (&engine.base.background, &engine.base.source) {
+        (None, BaseSource::Served { .. } | BaseSource::Disk { .. }) => {
+            MoseConfig::new().with_background_texts(0)
+        }
+        _ => MoseConfig::new(),
+    };
+    Project::new(engine.base.identity.clone(), data, train, mose, config.seed)
 }
 
 /// The settings panel's values for `project`.
@@ -1115,7 +1307,7 @@ impl Settings {
 /// hold: what an import and the restore at load both accept.
 fn open_project(bytes: &[u8], engine: &Engine) -> Result<(Project, Vec<Learner>), String> {
     let project = Project::from_bytes(bytes)
-        .and_then(|p| p.check_base_model(&engine.identity).map(|_| p))
+        .and_then(|p| p.check_base_model(&engine.base.identity).map(|_| p))
         .map_err(|e| e.to_string())?;
     let learners = learners_of(&project, engine)?;
     Ok((project, learners))
@@ -1128,7 +1320,7 @@ fn learners_of(project: &Project, engine: &Engine) -> Result<Vec<Learner>, Strin
         .iter()
         .map(|t| {
             let learner =
-                Learner::from_bytes(&t.state, &engine.model_config, &engine.compute.device)
+                Learner::from_bytes(&t.state, &engine.base.model_config, &engine.compute.device)
                     .map_err(|e| e.to_string())?;
             if learner.tasks_learned() != t.report.learned() {
                 return Err(format!(
@@ -1291,7 +1483,7 @@ async fn learn_next(lab: Lab, resume: Option<Resume>) -> Result<Option<String>, 
                 Learner::new(
                     m,
                     project.mose.clone(),
-                    &engine.model_config,
+                    &engine.base.model_config,
                     project.seed,
                     device,
                 )
@@ -1312,7 +1504,7 @@ async fn learn_next(lab: Lab, resume: Option<Resume>) -> Result<Option<String>, 
     for later in project.tasks.iter_mut().skip(scored) {
         later.split.heldout.truncate(settings.heldout.max(1));
     }
-    let examples = examples_of(&project, &engine.tokenizer)?;
+    let examples = examples_of(&project, &engine.base.tokenizer)?;
     let sequence: Vec<SequenceTask> = project
         .tasks
         .iter()
@@ -1324,8 +1516,8 @@ async fn learn_next(lab: Lab, resume: Option<Resume>) -> Result<Option<String>, 
         })
         .collect();
     let (train, _) = &examples[next];
-    let pad = engine.tokenizer.pad_id();
-    let model = &engine.model;
+    let pad = engine.base.tokenizer.pad_id();
+    let model = &engine.base.model;
     let methods = learners.len();
 
     lab.losses.set(Vec::new());
@@ -1333,14 +1525,14 @@ async fn learn_next(lab: Lab, resume: Option<Resume>) -> Result<Option<String>, 
     let every = lab.config.with_value(|c| c.checkpoint_every).max(1);
     let mut resume = resume;
     for (k, learner) in learners.iter_mut().enumerate() {
-        if let Some(background) = &engine.background {
-            learner.adopt_background(background, &engine.identity.fingerprint);
+        if let Some(background) = &engine.base.background {
+            learner.adopt_background(background, &engine.base.identity.fingerprint);
         }
         let method = learner.method();
         let resumed = resume.as_ref().filter(|r| r.meta.method >= k);
         if let Some(bytes) = resumed.and_then(|r| r.finished.get(k)) {
             // This method finished the task before the reload.
-            *learner = Learner::from_bytes(bytes, &engine.model_config, device)
+            *learner = Learner::from_bytes(bytes, &engine.base.model_config, device)
                 .map_err(|e| cannot_resume(&e.to_string()))?;
             let capacity = learner.capacity().last().copied();
             capacities.push(capacity.ok_or_else(|| cannot_resume("no capacity"))?);
@@ -1447,7 +1639,7 @@ async fn learn_next(lab: Lab, resume: Option<Resume>) -> Result<Option<String>, 
                 .map_err(|e| train_failed(&task.name, &e.to_string()))?,
         );
         if k + 1 < methods
-            && let Ok(bytes) = learner.to_bytes(&engine.model_config).await
+            && let Ok(bytes) = learner.to_bytes(&engine.base.model_config).await
         {
             lab.write_run(&format!("learner.{k}"), &bytes).await;
         }
@@ -1478,7 +1670,7 @@ async fn learn_next(lab: Lab, resume: Option<Resume>) -> Result<Option<String>, 
         .await
         .map_err(failed)?;
         project.trained[k].state = learner
-            .to_bytes(&engine.model_config)
+            .to_bytes(&engine.base.model_config)
             .await
             .map_err(failed)?;
     }

@@ -6,6 +6,8 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+mod base_model;
+mod base_panel;
 mod browser;
 mod charts;
 mod device_check;

@@ -4,6 +4,7 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+use super::base_panel::BaseModelPicker;
 use super::browser;
 use super::charts::task_colour;
 use super::lab::{Lab, TaskStats, task_stats};
@@ -19,7 +20,7 @@ pub fn TasksPanel() -> impl IntoView {
         let engine = lab.engine();
         let config = lab.config.get_value();
         lab.project
-            .with(|p| task_stats(p, &engine.tokenizer, &config))
+            .with(|p| task_stats(p, &engine.base.tokenizer, &config))
     });
     let packs: Vec<(String, String, String)> = lab
         .engine()
@@ -72,6 +73,7 @@ pub fn TasksPanel() -> impl IntoView {
             <h2 id="tasks-title">"1 · Tasks"</h2>
             <p class="hint">"Cards are learned top to bottom. Each task is text the model should get good at: plain text, or one "
                 <code>"prompt => answer"</code>" per line."</p>
+            <BaseModelPicker/>
             <ol class="cards" aria-label="Tasks in learning order">
                 {move || {
                     let all = stats.get();

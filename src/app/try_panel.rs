@@ -85,6 +85,8 @@ pub fn TryPanel() -> impl IntoView {
         .config
         .with_value(|c| (c.generation.max_new_tokens, c.most_new_tokens));
     let new_tokens = RwSignal::new(default_tokens);
+    // Greedy: the most likely token each time, the same text on every run.
+    let greedy = RwSignal::new(false);
     let learned = move || lab.project.with(|p| p.learned());
 
     let route_now = move |generation: u64| {
@@ -111,9 +113,9 @@ pub fn TryPanel() -> impl IntoView {
             let engine = lab.engine();
             let data = lab.project.with_untracked(|p| p.data.clone());
             match route_prompt(
-                &engine.model,
+                &engine.base.model,
                 &mose,
-                &engine.tokenizer,
+                &engine.base.tokenizer,
                 &text,
                 &data,
                 &engine.compute.device,
@@ -181,9 +183,19 @@ pub fn TryPanel() -> impl IntoView {
             let engine = lab.engine();
             let learners = lab.learners.get_value();
             let data = lab.project.with_untracked(|p| p.data.clone());
-            let config = GenerationConfig {
-                max_new_tokens: new_tokens.get_untracked(),
-                ..lab.config.with_value(|c| c.generation.clone())
+            let sampled = lab.config.with_value(|c| c.generation.clone());
+            let config = match greedy.get_untracked() {
+                true => GenerationConfig {
+                    max_new_tokens: new_tokens.get_untracked(),
+                    stop: sampled.stop,
+                    stop_at_eos: sampled.stop_at_eos,
+                    merge_adapter: sampled.merge_adapter,
+                    ..GenerationConfig::default()
+                },
+                false => GenerationConfig {
+                    max_new_tokens: new_tokens.get_untracked(),
+                    ..sampled
+                },
             };
             let device = &engine.compute.device;
             let jobs: Vec<(usize, Option<Method>)> = if with_others {
@@ -208,9 +220,9 @@ pub fn TryPanel() -> impl IntoView {
                 let learner = method.and_then(|m| learners.iter().find(|l| l.method() == m));
                 let result = match (method, learner) {
                     (Some(_), Some(learner)) => generate_routed(
-                        &engine.model,
+                        &engine.base.model,
                         learner,
-                        &engine.tokenizer,
+                        &engine.base.tokenizer,
                         &text,
                         &data,
                         &config,
@@ -229,11 +241,11 @@ pub fn TryPanel() -> impl IntoView {
                     }
                     // The base model is asked as the routed one is (a pair
                     // line through an instruct model's chat template).
-                    _ => match generation_prompt(&text, &engine.tokenizer, &data) {
+                    _ => match generation_prompt(&text, &engine.base.tokenizer, &data) {
                         Ok(asked) => {
                             generate(
-                                &engine.model,
-                                &engine.tokenizer,
+                                &engine.base.model,
+                                &engine.base.tokenizer,
                                 &asked,
                                 &config,
                                 device,
@@ -359,6 +371,11 @@ pub fn TryPanel() -> impl IntoView {
                             new_tokens.set(asked.clamp(1, most_tokens));
                         }/>
                     " tokens"
+                </label>
+                <label class="check">
+                    <input type="checkbox" data-testid="gen-greedy" prop:checked=move || greedy.get()
+                        on:change=move |ev| greedy.set(event_target_checked(&ev))/>
+                    " Most likely word each time"
                 </label>
                 <label class="check">
                     <input type="checkbox" data-testid="compare-generations" prop:checked=move || compare.get()

@@ -1,0 +1,339 @@
+//! The base model a project is made on (docs/UX.md, "The base model"): the
+//! embedded one, a model the app serves beside itself (listed in
+//! `served/index.json`), or files a person opens from disk (one GGUF file, or
+//! a Hugging Face folder's files). The choice is saved so a reload loads the
+//! same model; files from disk are kept in the browser's storage only when
+//! the person asks, with their size shown.
+
+use burn::module::Module as _;
+use mose_lab::backend::{self, Compute};
+use mose_lab::model::Checkpoint;
+use mose_lab::model::generate::{GenerationConfig, generate};
+use mose_lab::model::{Llama, LlamaConfig};
+use mose_lab::mose::{BACKGROUND_FILE, Background};
+use mose_lab::project::BaseModel;
+use mose_lab::tokenizer::Tokenizer;
+use serde::{Deserialize, Serialize};
+
+use super::browser::{self, Store};
+use super::lab::AppConfig;
+
+/// Files by name, as a person picks them or the app downloads them.
+pub type Files = Vec<(String, Vec<u8>)>;
+
+/// Where the base model comes from; saved so that a reload loads the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BaseSource {
+    /// The small model shipped with the app.
+    Embedded,
+    /// A model file the app serves beside itself.
+    Served {
+        /// Its name, as the list gives it.
+        name: String,
+        /// Its file in the served folder.
+        file: String,
+    },
+    /// Files opened from disk.
+    Disk {
+        /// The name projects record.
+        name: String,
+        /// Their total size in bytes.
+        bytes: u64,
+        /// Whether they are kept in this browser's storage.
+        kept: bool,
+    },
+}
+
+impl BaseSource {
+    /// Where it came from, in words.
+    pub fn origin(&self) -> &'static str {
+        match self {
+            Self::Embedded => "embedded",
+            Self::Served { .. } => "served by this app",
+            Self::Disk { kept: true, .. } => "from disk, kept in this browser",
+            Self::Disk { kept: false, .. } => "from disk, not kept",
+        }
+    }
+}
+
+/// One model `served/index.json` lists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServedModel {
+    /// Its name, which projects record.
+    pub name: String,
+    /// The file in the served folder.
+    pub file: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// One line about it.
+    pub description: String,
+}
+
+/// The base model loaded on the device, with what comes with it.
+pub struct Base {
+    /// Where it came from.
+    pub source: BaseSource,
+    /// The frozen model.
+    pub model: Llama,
+    /// Its shape.
+    pub model_config: LlamaConfig,
+    /// Its tokenizer.
+    pub tokenizer: Tokenizer,
+    /// Its `tokenizer.json` as loaded, for the model folder a learned task
+    /// exports to.
+    pub tokenizer_json: String,
+    /// Its chat template as loaded (none for a plain model).
+    pub chat_template: Option<String>,
+    /// The identity projects record.
+    pub identity: BaseModel,
+    /// The statistics of the base model's own text its files carry, for the
+    /// router's "none of these" (without them, a project on it routes
+    /// without the background: writing the texts in a page takes too long).
+    pub background: Option<Background>,
+    /// Its number of weights.
+    pub parameters: usize,
+}
+
+impl Base {
+    /// The model in `files` ([`Checkpoint::from_files`], with a
+    /// `background.safetensors` among them adopted), on `compute`'s device,
+    /// its kernels warmed up by generating two tokens.
+    ///
+    /// # Errors
+    /// What is wrong with the files, or the device's failure, in words.
+    pub async fn open(
+        files: &Files,
+        name: &str,
+        source: BaseSource,
+        compute: &Compute,
+    ) -> Result<Self, String> {
+        let checkpoint = Checkpoint::from_files(files).map_err(|e| e.to_string())?;
+        let background = files
+            .iter()
+            .find(|(n, _)| n == BACKGROUND_FILE)
+            .and_then(|(_, bytes)| Background::from_bytes(bytes).ok());
+        backend::yield_now().await;
+        let model = checkpoint
+            .model(&compute.device)
+            .map_err(|e| e.to_string())?;
+        let tokenizer = checkpoint.tokenizer().map_err(|e| e.to_string())?;
+        let identity = BaseModel::of(name, &checkpoint.config, &checkpoint.weights);
+        let warm = GenerationConfig {
+            max_new_tokens: 2,
+            ..GenerationConfig::default()
+        };
+        generate(&model, &tokenizer, "The", &warm, &compute.device, |_| {})
+            .await
+            .map_err(|e| gpu_failed(&e.to_string()))?;
+        let Checkpoint {
+            config,
+            tokenizer_json,
+            chat_template,
+            ..
+        } = checkpoint;
+        Ok(Self {
+            source,
+            parameters: model.num_params(),
+            model,
+            model_config: config,
+            tokenizer,
+            tokenizer_json,
+            chat_template,
+            identity,
+            background,
+        })
+    }
+
+    /// What it is, in words: "SmolLM2-135M-Instruct (served by this app,
+    /// 134.5 M weights)".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({}, {:.1} M weights)",
+            self.identity.name,
+            self.source.origin(),
+            self.parameters as f64 / 1e6
+        )
+    }
+}
+
+/// The device failed while running the model.
+pub fn gpu_failed(e: &str) -> String {
+    format!(
+        "the device failed while running the model ({e}). Reload the page; if it fails again, \
+         close other GPU-heavy tabs, or turn WebGPU off to use CPU mode"
+    )
+}
+
+/// The name a model opened from disk records: a GGUF file's name without
+/// `.gguf`, else "model from disk".
+pub fn disk_name(files: &Files) -> String {
+    files
+        .iter()
+        .find_map(|(n, _)| {
+            let lower = n.to_lowercase();
+            lower
+                .ends_with(".gguf")
+                .then(|| n[..n.len() - 5].to_string())
+        })
+        .unwrap_or_else(|| "model from disk".into())
+}
+
+/// The models the app serves, or none when it serves none (the list is
+/// optional: `scripts/serve.sh` writes it where it has the files).
+pub async fn served_models(config: &AppConfig) -> Vec<ServedModel> {
+    let Ok(bytes) =
+        browser::download(&format!("{}/index.json", config.served_dir), |_, _| {}).await
+    else {
+        return Vec::new();
+    };
+    serde_json::from_slice(&bytes).unwrap_or_default()
+}
+
+/// The saved choice, `Embedded` when none is saved or it cannot be read.
+pub async fn saved_source(config: &AppConfig, store: &Store) -> BaseSource {
+    match store.get(config.base_key).await {
+        Ok(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or(BaseSource::Embedded),
+        _ => BaseSource::Embedded,
+    }
+}
+
+/// Saves the choice, and for files from disk that the person keeps, the
+/// files under `<base_key>.file.<i>` (earlier kept files are deleted first).
+///
+/// # Errors
+/// The storage's error (the quota is full, say).
+pub async fn save_source(
+    config: &AppConfig,
+    store: &Store,
+    source: &BaseSource,
+    files: &Files,
+) -> Result<(), String> {
+    forget_files(config, store).await?;
+    if matches!(source, BaseSource::Disk { kept: true, .. }) {
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        let list = serde_json::to_vec(&names).map_err(|e| e.to_string())?;
+        for (i, (_, bytes)) in files.iter().enumerate() {
+            store
+                .put(&format!("{}.file.{i}", config.base_key), bytes)
+                .await?;
+        }
+        store
+            .put(&format!("{}.files", config.base_key), &list)
+            .await?;
+    }
+    let bytes = serde_json::to_vec(source).map_err(|e| e.to_string())?;
+    store.put(config.base_key, &bytes).await
+}
+
+/// Deletes the kept files, if any.
+///
+/// # Errors
+/// The storage's error.
+pub async fn forget_files(config: &AppConfig, store: &Store) -> Result<(), String> {
+    let key = format!("{}.files", config.base_key);
+    let count = match store.get(&key).await? {
+        Some(bytes) => serde_json::from_slice::<Vec<String>>(&bytes)
+            .map(|names| names.len())
+            .unwrap_or(0),
+        None => return Ok(()),
+    };
+    store.delete(&key).await?;
+    for i in 0..count {
+        store
+            .delete(&format!("{}.file.{i}", config.base_key))
+            .await?;
+    }
+    Ok(())
+}
+
+/// The files of `source`: downloaded from the app (embedded, served) or
+/// read from storage (kept files from disk), reporting bytes received.
+///
+/// # Errors
+/// Why they cannot be had, in words that say what to do.
+pub async fn files_of(
+    source: &BaseSource,
+    config: &AppConfig,
+    store: Option<&Store>,
+    on_weights: impl FnMut(f64, f64) + 'static,
+) -> Result<Files, String> {
+    let fetch = |path: String| async move { browser::download(&path, |_, _| {}).await };
+    match source {
+        BaseSource::Embedded => {
+            let dir = config.model_dir;
+            let mut files = Vec::new();
+            for name in ["config.json", "tokenizer.json"] {
+                files.push((name.into(), fetch(format!("{dir}/{name}")).await?));
+            }
+            let weights =
+                browser::download(&format!("{dir}/model.safetensors"), on_weights).await?;
+            files.push(("model.safetensors".into(), weights));
+            // Optional: without it the first task writes the texts itself.
+            if let Ok(bytes) = fetch(format!("{dir}/{BACKGROUND_FILE}")).await {
+                files.push((BACKGROUND_FILE.into(), bytes));
+            }
+            Ok(files)
+        }
+        BaseSource::Served { file, .. } => {
+            let path = format!("{}/{file}", config.served_dir);
+            let bytes = browser::download(&path, on_weights).await?;
+            Ok(vec![(file.clone(), bytes)])
+        }
+        BaseSource::Disk { name, kept, .. } => {
+            let missing = || {
+                format!("{name} was opened from disk and not kept in this browser; open it again")
+            };
+            let store = store.filter(|_| *kept).ok_or_else(missing)?;
+            let list = store
+                .get(&format!("{}.files", config.base_key))
+                .await?
+                .ok_or_else(missing)?;
+            let names: Vec<String> = serde_json::from_slice(&list).map_err(|e| e.to_string())?;
+            let mut files = Vec::with_capacity(names.len());
+            for (i, n) in names.into_iter().enumerate() {
+                let bytes = store
+                    .get(&format!("{}.file.{i}", config.base_key))
+                    .await?
+                    .ok_or_else(missing)?;
+                files.push((n, bytes));
+            }
+            Ok(files)
+        }
+    }
+}
+
+/// The name a source's model records.
+pub fn name_of(source: &BaseSource, config: &AppConfig) -> String {
+    match source {
+        BaseSource::Embedded => config.model_name.into(),
+        BaseSource::Served { name, .. } | BaseSource::Disk { name, .. } => name.clone(),
+    }
+}
+
+/// The memory a page needs to load the model in `files`, in bytes: the
+/// files, the weights expanded to f32 once as a file and once on the device
+/// (or in memory, on the CPU). `None` when the files do not say.
+pub fn memory_needed(files: &Files) -> Option<u64> {
+    let held: u64 = files.iter().map(|(_, b)| b.len() as u64).sum();
+    let weights = files.iter().find_map(|(name, bytes)| {
+        if let Ok(gguf) = mose_lab::model::gguf::Gguf::parse(bytes) {
+            return Some(gguf.tensors().iter().map(|t| t.n_elements * 4).sum::<u64>());
+        }
+        (name == "model.safetensors")
+            .then(|| safetensors::SafeTensors::read_metadata(bytes).ok())
+            .flatten()
+            .map(|(_, meta)| {
+                meta.tensors()
+                    .values()
+                    .map(|t| t.shape.iter().product::<usize>() as u64 * 4)
+                    .sum()
+            })
+    })?;
+    Some(held + 2 * weights)
+}
+
+/// A size in MB, for the page.
+pub fn megabytes(bytes: u64) -> String {
+    format!("{:.0} MB", bytes as f64 / 1e6)
+}
