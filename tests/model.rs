@@ -363,7 +363,7 @@ mod smollm2 {
     use mose_lab::model::Checkpoint;
     use mose_lab::model::gguf::GgufError;
 
-    const REFERENCE: &[u8] = include_bytes!("fixtures/smollm2/reference.safetensors");
+    const REFERENCE: &[u8] = parity::SMOLLM2_REFERENCE;
 
     fn gguf_bytes() -> Vec<u8> {
         let path = std::env::var_os("MOSE_SMOLLM2_GGUF")
@@ -485,57 +485,8 @@ mod smollm2 {
         let device = cpu();
         let model = checkpoint.model(&device).expect("the weights load");
         drop(checkpoint);
-        let (_, prompt) = reference.ids("prompt_ids");
-        let prompt_u32: Vec<u32> = prompt.iter().map(|&x| x as u32).collect();
-        assert_eq!(
-            tokenizer.encode("The capital of France is", false).unwrap(),
-            prompt_u32
-        );
-
-        let logits = pollster::block_on(parity::read(model.forward(parity::tokens(
-            &prompt,
-            [1, prompt.len()],
-            &device,
-        ))));
-        let vocab = model.config().vocab_size;
-        let (_, subset) = reference.ids("vocab_subset");
-        let picked: Vec<f32> = (0..prompt.len())
-            .flat_map(|p| subset.iter().map(move |&id| (p, id)))
-            .map(|(p, id)| logits[p * vocab + id as usize])
-            .collect();
-        let (_, expected) = reference.f32("logits_subset");
-        let worst = parity::assert_close("smollm2 prompt logits", &picked, &expected, 1e-3);
-        let (_, last) = reference.f32("last_logits");
-        parity::assert_close(
-            "smollm2 last-position logits",
-            &logits[(prompt.len() - 1) * vocab..],
-            &last,
-            1e-3,
-        );
+        let worst = pollster::block_on(parity::check_smollm2(&model, &tokenizer, 16, &device));
         eprintln!("smollm2: max abs logit diff vs transformers {worst:.2e}");
-
-        let greedy = GenerationConfig {
-            max_new_tokens: 16,
-            stop_at_eos: false,
-            ..GenerationConfig::default()
-        };
-        let generation = pollster::block_on(generate(
-            &model,
-            &tokenizer,
-            "The capital of France is",
-            &greedy,
-            &device,
-            |_| {},
-        ))
-        .expect("generates");
-        let (_, want) = reference.ids("greedy_ids");
-        let want: Vec<u32> = want.iter().map(|&x| x as u32).collect();
-        assert_eq!(
-            generation.ids, want,
-            "greedy tokens, text {:?}",
-            generation.text
-        );
-        assert!(generation.text.contains("Paris"), "{:?}", generation.text);
     }
 
     #[test]

