@@ -53,6 +53,11 @@ pub(crate) struct TrainArgs {
     /// Hold out at most this many samples of each task (all of its held-out split when absent).
     #[arg(long)]
     max_heldout: Option<usize>,
+    /// Train on at most this many samples of each task, the first of its
+    /// training split (all of it when absent): a large base model on a small
+    /// machine reads every training sample once for the router's statistics.
+    #[arg(long)]
+    max_train: Option<usize>,
     /// Drives splits, initialisation and order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -252,10 +257,13 @@ pub(crate) fn train(context: &Context, args: TrainArgs) -> Result<(), CliError> 
         .iter()
         .map(|arg| read_task(arg, &data, args.seed))
         .collect::<Result<Vec<_>, _>>()?;
-    if let Some(max) = args.max_heldout {
-        // Kept in the project, so `mose eval` scores the same samples.
-        for task in &mut tasks {
+    // Both cuts are kept in the project, so `mose eval` scores the same samples.
+    for task in &mut tasks {
+        if let Some(max) = args.max_heldout {
             task.split.heldout.truncate(max.max(1));
+        }
+        if let Some(max) = args.max_train {
+            task.split.train.truncate(max.max(1));
         }
     }
     let examples = task_examples(&tasks, &tokenizer, &data)?;
