@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{
     DataConfig, DataError, Example, Sample, Split, parse_task_text, split, tokenize,
 };
-use crate::model::LlamaConfig;
+use crate::model::{Fnv1a, LlamaConfig, LoadedModel};
 use crate::mose::{Method, MoseConfig};
 use crate::saved::{self, ReadError};
 use crate::sequence::SequenceReport;
@@ -88,6 +88,16 @@ pub struct BaseModel {
 impl BaseModel {
     /// The identity of the model `config` with weight file `weights`.
     pub fn of(name: &str, config: &LlamaConfig, weights: &[u8]) -> Self {
+        Self::fingerprinted(name, config, fnv1a(weights))
+    }
+
+    /// The identity of a model [`LoadedModel`] loaded: the same as
+    /// [`BaseModel::of`] its weight file.
+    pub fn of_loaded(name: &str, loaded: &LoadedModel) -> Self {
+        Self::fingerprinted(name, &loaded.text.config, loaded.fingerprint)
+    }
+
+    fn fingerprinted(name: &str, config: &LlamaConfig, fingerprint: u64) -> Self {
         Self {
             name: name.to_string(),
             shape: [
@@ -97,7 +107,7 @@ impl BaseModel {
                 config.num_attention_heads,
                 config.kv_heads(),
             ],
-            fingerprint: format!("{:016x}", fnv1a(weights)),
+            fingerprint: format!("{fingerprint:016x}"),
         }
     }
 
@@ -112,9 +122,9 @@ impl BaseModel {
 
 /// FNV-1a, 64 bits: a stable fingerprint of a byte string.
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
-        (hash ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
+    let mut hash = Fnv1a::default();
+    hash.update(bytes);
+    hash.finish()
 }
 
 /// One task: its samples and which of them are held out.

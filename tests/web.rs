@@ -106,12 +106,13 @@ async fn the_short_sequence_on_webgpu_matches_the_recorded_native_run() {
 
 // SmolLM2-135M-Instruct as the app loads it: the GGUF served beside the app
 // (scripts/serve-models.sh puts it in www/served/, and the test runner
-// serves the repository), imported in wasm, checked on WebGPU and on the CPU
-// backend against the same transformers reference as tests/model.rs. On
+// serves the repository), loaded tensor by tensor in wasm, checked on
+// WebGPU and on the CPU backend against the same transformers reference as
+// tests/model.rs, with the page's memory after each load. On
 // SwiftShader (CI's software GPU) compiling the kernels takes minutes, so
 // WebGPU generates the two tokens of " Paris." and the CPU all sixteen.
 
-use mose_lab::model::Checkpoint;
+use mose_lab::model::LoadedModel;
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(inline_js = r#"
@@ -133,24 +134,37 @@ async fn served(path: &str) -> Vec<u8> {
     js_sys::Uint8Array::new(&bytes).to_vec()
 }
 
-/// The served SmolLM2, imported as the app imports a model.
-async fn smollm2() -> Checkpoint {
+/// The served SmolLM2's file, by name.
+async fn smollm2() -> (String, Vec<u8>) {
     let index: serde_json::Value =
         serde_json::from_slice(&served("index.json").await).expect("index.json is JSON");
     let file = index[0]["file"].as_str().expect("index.json names a file");
-    Checkpoint::from_gguf(&served(file).await).expect("the served GGUF imports")
+    (file.to_string(), served(file).await)
+}
+
+/// The page's WebAssembly memory in MB: it only grows, so this is its peak.
+fn wasm_memory_mb() -> f64 {
+    let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
+    js_sys::ArrayBuffer::from(memory.buffer()).byte_length() as f64 / 1e6
 }
 
 #[wasm_bindgen_test]
 async fn smollm2_from_the_served_gguf_matches_transformers_on_webgpu_and_wasm_cpu() {
-    let checkpoint = smollm2().await;
-    let tokenizer = checkpoint.tokenizer().expect("the tokenizer loads");
+    let files = [smollm2().await];
+    // Loaded as the app loads a model: one tensor at a time onto the device.
     for (name, device, greedy_tokens) in [
         ("webgpu", webgpu().await.device, 2),
         ("wasm cpu", backend::cpu().device, 16),
     ] {
-        let model = checkpoint.model(&device).expect("the weights load");
-        let worst = parity::check_smollm2(&model, &tokenizer, greedy_tokens, &device).await;
+        let loaded = LoadedModel::from_files(&files, &device, |_| {})
+            .await
+            .expect("the served GGUF loads");
+        let tokenizer = loaded.text.tokenizer().expect("the tokenizer loads");
+        wasm_bindgen_test::console_log!(
+            "smollm2 on {name}: loaded, the page's memory {:.0} MB at most",
+            wasm_memory_mb()
+        );
+        let worst = parity::check_smollm2(&loaded.model, &tokenizer, greedy_tokens, &device).await;
         wasm_bindgen_test::console_log!(
             "smollm2 on {name}: max abs logit diff vs transformers {worst:.2e}"
         );

@@ -20,12 +20,14 @@ mod config;
 pub mod generate;
 pub mod gguf;
 mod llama;
+mod load;
 mod weights;
 
 use crate::tokenizer::{SpecialTokens, Tokenizer, TokenizerError};
 
 pub use config::{ForwardFlops, LlamaConfig, RopeParameters, TokenIds};
 pub use llama::{Adapter, Frozen, HfParam, KvCache, Llama, Site, next_token_nll};
+pub use load::{Fnv1a, LoadProgress, LoadedModel};
 pub(crate) use weights::F32View;
 
 /// Why a model could not be built, loaded or saved.
@@ -158,16 +160,11 @@ impl Checkpoint {
     /// [`TokenizerError::Load`] when `tokenizer.json` is not a tokenizer;
     /// [`TokenizerError::Chat`] when the chat template is not a template.
     pub fn tokenizer(&self) -> Result<Tokenizer, TokenizerError> {
-        let special = SpecialTokens {
-            bos: self.config.bos_token_id,
-            eos: self.config.eos_ids().first().copied(),
-            pad: self.config.pad_token_id,
-        };
-        let tokenizer = Tokenizer::from_json(&self.tokenizer_json)?.with_special(special);
-        Ok(match &self.chat_template {
-            Some(source) => tokenizer.with_chat_template(source)?,
-            None => tokenizer,
-        })
+        tokenizer_of(
+            &self.config,
+            &self.tokenizer_json,
+            self.chat_template.as_deref(),
+        )
     }
 
     /// Imports a Llama GGUF file (llama.cpp's format): de-quantised to f32,
@@ -201,33 +198,15 @@ impl Checkpoint {
     /// [`ModelError::MissingFile`] naming the first file a folder lacks, and
     /// the errors of [`Checkpoint::from_gguf`] and of the config.
     pub fn from_files(files: &[(String, Vec<u8>)]) -> Result<Self, ModelError> {
-        let is_gguf = |(name, bytes): &&(String, Vec<u8>)| {
-            bytes.starts_with(gguf::MAGIC) || name.to_lowercase().ends_with(".gguf")
-        };
-        if let Some((_, bytes)) = files.iter().find(is_gguf) {
-            return Self::from_gguf(bytes);
+        match chosen(files)? {
+            Chosen::Gguf(bytes) => Self::from_gguf(bytes),
+            Chosen::Folder { text, weights } => Ok(Self {
+                config: text.config,
+                weights: weights.to_vec(),
+                tokenizer_json: text.tokenizer_json,
+                chat_template: text.chat_template,
+            }),
         }
-        let file = |name: &str| {
-            files
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, bytes)| bytes.as_slice())
-        };
-        let needed = |name: &str| file(name).ok_or_else(|| ModelError::MissingFile(name.into()));
-        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-        let config = LlamaConfig::from_json(&text(needed("config.json")?))?;
-        let tokenizer_json = text(needed("tokenizer.json")?);
-        let weights = needed("model.safetensors")?.to_vec();
-        let chat_template = match file(CHAT_TEMPLATE_FILE) {
-            Some(bytes) => Some(text(bytes)),
-            None => file("tokenizer_config.json").and_then(chat_template_of),
-        };
-        Ok(Self {
-            config,
-            weights,
-            tokenizer_json,
-            chat_template,
-        })
     }
 
     /// Reads `config.json`, `model.safetensors` and `tokenizer.json` from a
@@ -333,4 +312,88 @@ impl Checkpoint {
         }
         Ok(zip.finish().map_err(|e| archive(&e))?.into_inner())
     }
+}
+
+/// The text files of a model: its config, its tokenizer and its chat template.
+#[derive(Debug, Clone)]
+pub struct ModelText {
+    /// `config.json`.
+    pub config: LlamaConfig,
+    /// `tokenizer.json`.
+    pub tokenizer_json: String,
+    /// The chat template of an instruct model; `None` for a plain model.
+    pub chat_template: Option<String>,
+}
+
+impl ModelText {
+    /// The tokenizer ([`Checkpoint::tokenizer`]).
+    ///
+    /// # Errors
+    /// As [`Checkpoint::tokenizer`].
+    pub fn tokenizer(&self) -> Result<Tokenizer, TokenizerError> {
+        tokenizer_of(
+            &self.config,
+            &self.tokenizer_json,
+            self.chat_template.as_deref(),
+        )
+    }
+}
+
+/// Files a person chose as a model: one GGUF file, or a Hugging Face
+/// folder's text files and its weight file, borrowed.
+enum Chosen<'f> {
+    Gguf(&'f [u8]),
+    Folder { text: ModelText, weights: &'f [u8] },
+}
+
+/// Which model `files` hold ([`Checkpoint::from_files`]).
+fn chosen(files: &[(String, Vec<u8>)]) -> Result<Chosen<'_>, ModelError> {
+    let is_gguf = |(name, bytes): &&(String, Vec<u8>)| {
+        bytes.starts_with(gguf::MAGIC) || name.to_lowercase().ends_with(".gguf")
+    };
+    if let Some((_, bytes)) = files.iter().find(is_gguf) {
+        return Ok(Chosen::Gguf(bytes));
+    }
+    let file = |name: &str| {
+        files
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, bytes)| bytes.as_slice())
+    };
+    let needed = |name: &str| file(name).ok_or_else(|| ModelError::MissingFile(name.into()));
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let config = LlamaConfig::from_json(&text(needed("config.json")?))?;
+    let tokenizer_json = text(needed("tokenizer.json")?);
+    let weights = needed("model.safetensors")?;
+    let chat_template = match file(CHAT_TEMPLATE_FILE) {
+        Some(bytes) => Some(text(bytes)),
+        None => file("tokenizer_config.json").and_then(chat_template_of),
+    };
+    Ok(Chosen::Folder {
+        text: ModelText {
+            config,
+            tokenizer_json,
+            chat_template,
+        },
+        weights,
+    })
+}
+
+/// The tokenizer of `tokenizer_json`, with the special tokens `config` names
+/// taking precedence over the file's own, and the chat template.
+fn tokenizer_of(
+    config: &LlamaConfig,
+    tokenizer_json: &str,
+    chat_template: Option<&str>,
+) -> Result<Tokenizer, TokenizerError> {
+    let special = SpecialTokens {
+        bos: config.bos_token_id,
+        eos: config.eos_ids().first().copied(),
+        pad: config.pad_token_id,
+    };
+    let tokenizer = Tokenizer::from_json(tokenizer_json)?.with_special(special);
+    Ok(match chat_template {
+        Some(source) => tokenizer.with_chat_template(source)?,
+        None => tokenizer,
+    })
 }

@@ -42,28 +42,7 @@ impl Llama {
             let view = file
                 .tensor(&name)
                 .map_err(|_| ModelError::MissingTensor { name: name.clone() })?;
-            let values = to_f32(&name, &view)?;
-            let found = view.shape().to_vec();
-            match param {
-                HfParam::Linear(p) => {
-                    let [d_in, d_out] = p.shape().dims();
-                    check_shape(&name, &[d_out, d_in], &found)?;
-                    *p = Param::from_data(
-                        TensorData::new(transpose(&values, d_out, d_in), [d_in, d_out]),
-                        device,
-                    );
-                }
-                HfParam::Matrix(p) => {
-                    let dims: [usize; 2] = p.shape().dims();
-                    check_shape(&name, &dims, &found)?;
-                    *p = Param::from_data(TensorData::new(values, dims), device);
-                }
-                HfParam::Vector(p) => {
-                    let dims: [usize; 1] = p.shape().dims();
-                    check_shape(&name, &dims, &found)?;
-                    *p = Param::from_data(TensorData::new(values, dims), device);
-                }
-            }
+            install(&name, param, to_f32(&name, &view)?, view.shape(), device)?;
         }
         Ok(model)
     }
@@ -99,6 +78,41 @@ impl Llama {
     }
 }
 
+/// Puts `values`, a tensor of HF shape `found` named `name`, into `param` on
+/// `device` (linear weights transposed to burn's `[in, out]`).
+///
+/// # Errors
+/// [`ModelError::WrongShape`] when `found` is not the parameter's HF shape.
+pub(crate) fn install(
+    name: &str,
+    param: HfParam<'_>,
+    values: Vec<f32>,
+    found: &[usize],
+    device: &Device,
+) -> Result<(), ModelError> {
+    match param {
+        HfParam::Linear(p) => {
+            let [d_in, d_out] = p.shape().dims();
+            check_shape(name, &[d_out, d_in], found)?;
+            *p = Param::from_data(
+                TensorData::new(transpose(&values, d_out, d_in), [d_in, d_out]),
+                device,
+            );
+        }
+        HfParam::Matrix(p) => {
+            let dims: [usize; 2] = p.shape().dims();
+            check_shape(name, &dims, found)?;
+            *p = Param::from_data(TensorData::new(values, dims), device);
+        }
+        HfParam::Vector(p) => {
+            let dims: [usize; 1] = p.shape().dims();
+            check_shape(name, &dims, found)?;
+            *p = Param::from_data(TensorData::new(values, dims), device);
+        }
+    }
+    Ok(())
+}
+
 async fn read<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, ModelError> {
     tensor
         .into_data_async()
@@ -131,7 +145,7 @@ fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
-fn to_f32(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>, ModelError> {
+pub(crate) fn to_f32(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>, ModelError> {
     let bytes = view.data();
     let values = match view.dtype() {
         Dtype::F32 => bytes

@@ -252,6 +252,49 @@ pub struct ImportedTensor {
     pub data: Vec<f32>,
 }
 
+/// One tensor of a Llama GGUF as the import will write it: where it is in
+/// the file and what it becomes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedTensor {
+    /// llama.cpp's name in the file, such as `"blk.0.attn_q.weight"`.
+    pub gguf_name: String,
+    /// Hugging Face name, such as `"model.layers.0.self_attn.q_proj.weight"`.
+    pub name: String,
+    /// Shape, Hugging Face order (`[out, in]` for linear weights).
+    pub shape: Vec<usize>,
+    /// The heads whose rows llama.cpp permuted (q and k), to un-permute.
+    unpermute_heads: Option<usize>,
+}
+
+impl PlannedTensor {
+    /// De-quantises the tensor to f32 and un-permutes its rows where needed.
+    ///
+    /// # Errors
+    /// The file's errors for this tensor (out of bounds, undecodable).
+    pub fn read(&self, gguf: &Gguf<'_>) -> Result<Vec<f32>> {
+        let (_, data) = gguf.tensor_f32(&self.gguf_name)?;
+        match (self.unpermute_heads, self.shape.as_slice()) {
+            (Some(heads), [rows, cols]) => unpermute_rows(&data, *rows, *cols, heads),
+            _ => Ok(data),
+        }
+    }
+}
+
+/// A Llama GGUF's import, checked before any tensor is de-quantised: a
+/// loader reads the tensors one at a time from it, so the whole model is
+/// never in memory twice.
+#[derive(Debug, Clone)]
+pub struct LlamaPlan {
+    /// The `config.json` object (transformers' `LlamaConfig` field names).
+    pub config: serde_json::Value,
+    /// The weights to read, Hugging Face names and shapes (no `lm_head.weight` when tied).
+    pub tensors: Vec<PlannedTensor>,
+    /// The `tokenizer.json` text.
+    pub tokenizer_json: String,
+    /// The chat template (`tokenizer.chat_template`), when the file has one.
+    pub chat_template: Option<String>,
+}
+
 /// A Llama GGUF turned into Hugging Face form.
 #[derive(Debug, Clone)]
 pub struct ImportedLlama {
@@ -306,6 +349,30 @@ pub fn import_llama(bytes: &[u8]) -> Result<ImportedLlama> {
 
 /// As [`import_llama`], from an already parsed file.
 pub fn import_llama_from(gguf: &Gguf<'_>) -> Result<ImportedLlama> {
+    let plan = plan_llama(gguf)?;
+    let tensors = plan
+        .tensors
+        .iter()
+        .map(|t| {
+            Ok(ImportedTensor {
+                name: t.name.clone(),
+                shape: t.shape.clone(),
+                data: t.read(gguf)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ImportedLlama {
+        config: plan.config,
+        tensors,
+        tokenizer_json: plan.tokenizer_json,
+        chat_template: plan.chat_template,
+    })
+}
+
+/// Checks a Llama-architecture GGUF file and plans its import: the config,
+/// the tokenizer, and each tensor's name, shape and source, every shape and
+/// type checked; nothing is de-quantised yet.
+pub fn plan_llama(gguf: &Gguf<'_>) -> Result<LlamaPlan> {
     let architecture = gguf.get_str("general.architecture")?;
     if architecture != "llama" {
         return Err(GgufError::UnsupportedArchitecture {
@@ -531,14 +598,15 @@ pub fn import_llama_from(gguf: &Gguf<'_>) -> Result<ImportedLlama> {
         })?;
     drop(tokenizer);
 
-    let mut tensors = Vec::with_capacity(plan.len());
-    for (g, name, shape, heads) in plan {
-        let (_, mut data) = gguf.tensor_f32(&g)?;
-        if let (Some(heads), [rows, cols]) = (heads, shape.as_slice()) {
-            data = unpermute_rows(&data, *rows, *cols, heads)?;
-        }
-        tensors.push(ImportedTensor { name, shape, data });
-    }
+    let tensors = plan
+        .into_iter()
+        .map(|(gguf_name, name, shape, unpermute_heads)| PlannedTensor {
+            gguf_name,
+            name,
+            shape,
+            unpermute_heads,
+        })
+        .collect();
 
     let mut config = serde_json::json!({
         "architectures": ["LlamaForCausalLM"],
@@ -570,7 +638,7 @@ pub fn import_llama_from(gguf: &Gguf<'_>) -> Result<ImportedLlama> {
     }
     let chat_template =
         optional(gguf, "tokenizer.chat_template", Gguf::get_str)?.map(str::to_owned);
-    Ok(ImportedLlama {
+    Ok(LlamaPlan {
         config,
         tensors,
         tokenizer_json,

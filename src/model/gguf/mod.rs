@@ -47,7 +47,8 @@ mod reader;
 mod tests;
 
 pub use import::{
-    ImportedLlama, ImportedTensor, build_tokenizer, import_llama, import_llama_from, unpermute_rows,
+    ImportedLlama, ImportedTensor, LlamaPlan, PlannedTensor, build_tokenizer, import_llama,
+    import_llama_from, plan_llama, unpermute_rows,
 };
 pub use metadata::{MetadataArray, MetadataValue};
 pub use quant::GgmlType;
