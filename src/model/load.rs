@@ -19,7 +19,7 @@ use std::collections::HashMap;
 
 use burn::tensor::Device;
 use safetensors::SafeTensors;
-use safetensors::tensor::Dtype;
+use safetensors::tensor::{Dtype, Metadata, TensorInfo};
 
 use super::gguf::{self, Gguf, PlannedTensor};
 use super::weights::{install, to_f32};
@@ -145,18 +145,12 @@ async fn from_gguf(
         serde_json::from_value(plan.config.clone()).map_err(ModelError::ConfigJson)?;
     config.validate()?;
 
-    // The file starts with its header, then holds the tensors (all f32) in
-    // name order: both as `safetensors::serialize` lays them out.
-    let header = safetensors::serialize(
-        plan.tensors
-            .iter()
-            .map(|t| (t.name.as_str(), Unread { shape: &t.shape })),
-        None,
-    )?;
-    let mut hash = Fnv1a::default();
-    hash.update(&header);
+    // The file (as `safetensors::serialize` lays it out) starts with its
+    // header, then holds the tensors, all f32, in name order.
     let mut order: Vec<&PlannedTensor> = plan.tensors.iter().collect();
     order.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut hash = Fnv1a::default();
+    hash.update(&safetensors_header(&order)?);
 
     let mut model = config.init(device);
     let mut params: HashMap<String, HfParam<'_>> = model.hf_params_mut().into_iter().collect();
@@ -191,23 +185,30 @@ async fn from_gguf(
     })
 }
 
-/// An f32 tensor of `shape` whose values are not at hand: serialised, it
-/// gives the header a file of such tensors starts with, and no data.
-struct Unread<'s> {
-    shape: &'s [usize],
-}
-
-impl safetensors::View for Unread<'_> {
-    fn dtype(&self) -> Dtype {
-        Dtype::F32
-    }
-    fn shape(&self) -> &[usize] {
-        self.shape
-    }
-    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
-        std::borrow::Cow::Borrowed(&[])
-    }
-    fn data_len(&self) -> usize {
-        self.shape.iter().product::<usize>() * 4
-    }
+/// The header of an f32 safetensors file holding `tensors` in this order:
+/// the header's length (u64, little-endian), then its JSON padded with
+/// spaces to a multiple of 8 bytes.
+fn safetensors_header(tensors: &[&PlannedTensor]) -> Result<Vec<u8>, ModelError> {
+    let mut offset = 0;
+    let infos = tensors
+        .iter()
+        .map(|t| {
+            let len = t.shape.iter().product::<usize>() * 4;
+            offset += len;
+            let info = TensorInfo {
+                dtype: Dtype::F32,
+                shape: t.shape.clone(),
+                data_offsets: (offset - len, offset),
+            };
+            (t.name.clone(), info)
+        })
+        .collect();
+    let metadata = Metadata::new(None, infos)?;
+    let mut json = serde_json::to_string(&metadata)
+        .map_err(|e| ModelError::Safetensors(e.into()))?
+        .into_bytes();
+    json.resize(json.len().next_multiple_of(8), b' ');
+    let mut header = (json.len() as u64).to_le_bytes().to_vec();
+    header.extend(json);
+    Ok(header)
 }
