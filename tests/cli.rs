@@ -437,6 +437,16 @@ fn train_eval_and_route_run_a_sequence_and_save_a_project() {
         assert!(text.contains(part), "no {part:?} in {text}");
     }
 
+    // A project is bound to its base model: another model of the repository is refused by name.
+    let embedded = repo("www/model");
+    let message = refused(&["eval", project.to_str().unwrap(), "--model", &embedded]);
+    let tiny = format!("{:?}", tiny_model().file_name().unwrap().to_str().unwrap());
+    assert!(
+        message.contains(&format!("trained on the base model {tiny}"))
+            && message.contains("not on \"model\""),
+        "{message}"
+    );
+
     let route: serde_json::Value = serde_json::from_str(&ok(&[
         "route",
         project.to_str().unwrap(),

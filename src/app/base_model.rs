@@ -6,10 +6,9 @@
 //! the person asks, with their size shown.
 
 use burn::module::Module as _;
-use mose_lab::backend::{self, Compute};
-use mose_lab::model::Checkpoint;
+use mose_lab::backend::Compute;
 use mose_lab::model::generate::{GenerationConfig, generate};
-use mose_lab::model::{Llama, LlamaConfig};
+use mose_lab::model::{Llama, LlamaConfig, LoadProgress, LoadedModel};
 use mose_lab::mose::{BACKGROUND_FILE, Background};
 use mose_lab::project::BaseModel;
 use mose_lab::tokenizer::Tokenizer;
@@ -96,9 +95,10 @@ pub struct Base {
 }
 
 impl Base {
-    /// The model in `files` ([`Checkpoint::from_files`], with a
-    /// `background.safetensors` among them adopted), on `compute`'s device,
-    /// its kernels warmed up by generating two tokens.
+    /// The model in `files` ([`LoadedModel::from_files`], one tensor at a
+    /// time, with a `background.safetensors` among them adopted), on
+    /// `compute`'s device, its kernels warmed up by generating two tokens;
+    /// `progress` hears of each tensor.
     ///
     /// # Errors
     /// What is wrong with the files, or the device's failure, in words.
@@ -107,39 +107,40 @@ impl Base {
         name: &str,
         source: BaseSource,
         compute: &Compute,
+        progress: impl FnMut(LoadProgress),
     ) -> Result<Self, String> {
-        let checkpoint = Checkpoint::from_files(files).map_err(|e| e.to_string())?;
         let background = files
             .iter()
             .find(|(n, _)| n == BACKGROUND_FILE)
             .and_then(|(_, bytes)| Background::from_bytes(bytes).ok());
-        backend::yield_now().await;
-        let model = checkpoint
-            .model(&compute.device)
+        let loaded = LoadedModel::from_files(files, &compute.device, progress)
+            .await
             .map_err(|e| e.to_string())?;
-        let tokenizer = checkpoint.tokenizer().map_err(|e| e.to_string())?;
-        let identity = BaseModel::of(name, &checkpoint.config, &checkpoint.weights);
+        let tokenizer = loaded.text.tokenizer().map_err(|e| e.to_string())?;
+        let identity = BaseModel::of_loaded(name, &loaded);
         let warm = GenerationConfig {
             max_new_tokens: 2,
             ..GenerationConfig::default()
         };
-        generate(&model, &tokenizer, "The", &warm, &compute.device, |_| {})
-            .await
-            .map_err(|e| gpu_failed(&e.to_string()))?;
-        let Checkpoint {
-            config,
-            tokenizer_json,
-            chat_template,
-            ..
-        } = checkpoint;
+        generate(
+            &loaded.model,
+            &tokenizer,
+            "The",
+            &warm,
+            &compute.device,
+            |_| {},
+        )
+        .await
+        .map_err(|e| gpu_failed(&e.to_string()))?;
+        let LoadedModel { model, text, .. } = loaded;
         Ok(Self {
             source,
             parameters: model.num_params(),
             model,
-            model_config: config,
+            model_config: text.config,
             tokenizer,
-            tokenizer_json,
-            chat_template,
+            tokenizer_json: text.tokenizer_json,
+            chat_template: text.chat_template,
             identity,
             background,
         })
@@ -190,10 +191,36 @@ pub async fn served_models(config: &AppConfig) -> Vec<ServedModel> {
     serde_json::from_slice(&bytes).unwrap_or_default()
 }
 
-/// The saved choice, `Embedded` when none is saved or it cannot be read.
-pub async fn saved_source(config: &AppConfig, store: &Store) -> BaseSource {
-    match store.get(config.base_key).await {
-        Ok(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or(BaseSource::Embedded),
+/// The model a page starts on. The saved choice, when there is one (a choice
+/// that cannot be read is the embedded model). With none, the embedded model
+/// under a project saved before the choice existed (its states fit it);
+/// otherwise the first served model on a hardware GPU, and the embedded model
+/// on the CPU or a software adapter (SwiftShader, lavapipe), where one
+/// training step of a 135 M model takes tens of seconds.
+pub async fn starting_source(
+    config: &AppConfig,
+    store: Option<&Store>,
+    served: &[ServedModel],
+    compute: &Compute,
+) -> BaseSource {
+    if let Some(store) = store {
+        match store.get(config.base_key).await {
+            Ok(Some(bytes)) => {
+                return serde_json::from_slice(&bytes).unwrap_or(BaseSource::Embedded);
+            }
+            Ok(None) if matches!(store.get(config.project_key).await, Ok(Some(_))) => {
+                return BaseSource::Embedded;
+            }
+            Err(_) => return BaseSource::Embedded,
+            Ok(None) => {}
+        }
+    }
+    let hardware_gpu = compute.adapter.as_ref().is_some_and(|a| !a.is_software());
+    match served.first() {
+        Some(model) if hardware_gpu => BaseSource::Served {
+            name: model.name.clone(),
+            file: model.file.clone(),
+        },
         _ => BaseSource::Embedded,
     }
 }
@@ -312,13 +339,14 @@ pub fn name_of(source: &BaseSource, config: &AppConfig) -> String {
 }
 
 /// The memory a page needs to load the model in `files`, in bytes: the
-/// files, the weights expanded to f32 once as a file and once on the device
-/// (or in memory, on the CPU). `None` when the files do not say.
+/// files, the weights in f32 on the device (or in memory, on the CPU), and
+/// the largest tensor twice while it is read and laid out
+/// ([`LoadedModel::from_files`]). `None` when the files do not say.
 pub fn memory_needed(files: &Files) -> Option<u64> {
     let held: u64 = files.iter().map(|(_, b)| b.len() as u64).sum();
-    let weights = files.iter().find_map(|(name, bytes)| {
+    let sizes: Vec<u64> = files.iter().find_map(|(name, bytes)| {
         if let Ok(gguf) = mose_lab::model::gguf::Gguf::parse(bytes) {
-            return Some(gguf.tensors().iter().map(|t| t.n_elements * 4).sum::<u64>());
+            return Some(gguf.tensors().iter().map(|t| t.n_elements * 4).collect());
         }
         (name == "model.safetensors")
             .then(|| safetensors::SafeTensors::read_metadata(bytes).ok())
@@ -327,10 +355,11 @@ pub fn memory_needed(files: &Files) -> Option<u64> {
                 meta.tensors()
                     .values()
                     .map(|t| t.shape.iter().product::<usize>() as u64 * 4)
-                    .sum()
+                    .collect()
             })
     })?;
-    Some(held + 2 * weights)
+    let largest = sizes.iter().copied().max().unwrap_or(0);
+    Some(held + sizes.iter().sum::<u64>() + 2 * largest)
 }
 
 /// A size in MB, for the page.

@@ -12,9 +12,10 @@ use leptos::task::spawn_local;
 use mose_lab::backend::{self, Compute};
 use mose_lab::data::{DataConfig, DataError, Example, Sample};
 use mose_lab::export::{Exported, export};
+use mose_lab::model::LoadProgress;
 use mose_lab::model::generate::GenerationConfig;
 use mose_lab::mose::{Learner, Method, MoseConfig};
-use mose_lab::project::{Project, ProjectTask, Trained};
+use mose_lab::project::{Project, ProjectError, ProjectTask, Trained};
 use mose_lab::sequence::{SequenceReport, SequenceTask, score_base, score_learned};
 use mose_lab::tokenizer::Tokenizer;
 use mose_lab::train::{Flow, RunEnd, StepReport, TaskRun, TrainConfig};
@@ -253,11 +254,8 @@ pub async fn load(
         backend::BackendKind::Cpu => config.cpu,
     };
     let store = Store::open(config.db_name).await;
-    let chosen = match &store {
-        Ok(store) => base_model::saved_source(config, store).await,
-        Err(_) => BaseSource::Embedded,
-    };
     let served = base_model::served_models(config).await;
+    let chosen = base_model::starting_source(config, store.as_ref().ok(), &served, &compute).await;
 
     // Downloads: 0.05 .. 0.7 of the bar, the model by bytes, then the packs.
     let fetch_text = |path: String| async move {
@@ -287,6 +285,15 @@ pub async fn load(
         }
         backend::BackendKind::Cpu => "Loading the model into memory",
     };
+    let on_tensors = {
+        let report = report.clone();
+        move |p: LoadProgress| {
+            report(Loading {
+                stage: format!("{on_device}: {} of {} tensors", p.done, p.total),
+                fraction: 0.62 + 0.06 * p.done as f64 / p.total.max(1) as f64,
+            })
+        }
+    };
     let mut problem = None;
     let base = match chosen {
         BaseSource::Embedded => None,
@@ -297,7 +304,7 @@ pub async fn load(
             report(stage(on_device, 0.62));
             let name = base_model::name_of(&source, config);
             match files {
-                Ok(files) => Base::open(&files, &name, source, &compute).await,
+                Ok(files) => Base::open(&files, &name, source, &compute, on_tensors.clone()).await,
                 Err(why) => Err(why),
             }
             .map_err(|why| {
@@ -315,9 +322,15 @@ pub async fn load(
                 .await
                 .map_err(unavailable)?;
             report(stage(on_device, 0.62));
-            Base::open(&files, config.model_name, BaseSource::Embedded, &compute)
-                .await
-                .map_err(|e| format!("the base model cannot be loaded ({e}); reload the page"))?
+            Base::open(
+                &files,
+                config.model_name,
+                BaseSource::Embedded,
+                &compute,
+                on_tensors,
+            )
+            .await
+            .map_err(|e| format!("the base model cannot be loaded ({e}); reload the page"))?
         }
     };
     let mut packs = Vec::with_capacity(infos.len());
@@ -1043,11 +1056,14 @@ impl Lab {
                     config.most_model_memory as f64 / 1e9
                 ));
             }
-            self.base_loading.set(Some(format!(
-                "Loading {} onto the device",
-                base_model::name_of(&source, &config)
-            )));
-            let base = Base::open(&files, &base_model::name_of(&source, &config), source.clone(), &engine.compute).await?;
+            let name = base_model::name_of(&source, &config);
+            let on_tensors = |p: LoadProgress| {
+                self.base_loading.set(Some(format!(
+                    "Loading {name} onto the device: {} of {} tensors",
+                    p.done, p.total
+                )))
+            };
+            let base = Base::open(&files, &name, source.clone(), &engine.compute, on_tensors).await?;
             Ok::<_, String>((base, files))
         }
         .await;
@@ -1308,7 +1324,14 @@ impl Settings {
 fn open_project(bytes: &[u8], engine: &Engine) -> Result<(Project, Vec<Learner>), String> {
     let project = Project::from_bytes(bytes)
         .and_then(|p| p.check_base_model(&engine.base.identity).map(|_| p))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| match e {
+            // The library says "load that base model first"; here that is a choice in the page.
+            ProjectError::WrongBaseModel { expected, found } => format!(
+                "this project was trained on the base model {expected}, not on {found}; \
+                 choose that model under \"Change the base model\" in the Tasks panel, then open the project again"
+            ),
+            other => other.to_string(),
+        })?;
     let learners = learners_of(&project, engine)?;
     Ok((project, learners))
 }

@@ -14,7 +14,9 @@
 //   is" starts " Paris." as natively (tests/model.rs); the task is learned on
 //   it (two steps), a paragraph of it is routed to it and generated from; the
 //   model can then no longer change; a reload loads SmolLM2 again with the
-//   learned task. The page's memory is printed after each stage.
+//   learned task. The page's memory is printed after each stage;
+// - the project, exported and imported on the embedded model, is refused with
+//   a message naming both models.
 // No page error, no console error.
 //
 // usage, from the repository root, after scripts/serve-models.sh and
@@ -27,7 +29,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
   READY_TIMEOUT_MS, CPU_ARGS, dist, tid, startServer, openApp, reloadApp, cards, text, textNow,
-  waitUntil, addText, errorText, seconds, weatherReports, screenshot,
+  waitUntil, waitCards, addText, errorText, exportProject, seconds, weatherReports, screenshot,
 } from './lib.mjs';
 
 // Downloading, expanding and warming up SmolLM2 in a page on the CPU.
@@ -173,6 +175,20 @@ test('the base model: refused files, a folder and a GGUF from disk, SmolLM2 serv
       assert.deepEqual((await cards(page)).map((c) => c.name), [TASK.name], 'the task after a reload');
       assert.equal(await page.getAttribute(tid('task-card'), 'data-learned'), 'true', 'learned after a reload');
       log(`after the reload: ${await textNow(page, 'base-model-memory')}`);
+
+      // A project is bound to its base model: exported from SmolLM2, it is
+      // refused on the embedded model with a message naming both.
+      const exported = await exportProject(page, scratch);
+      await page.click(tid('clear-storage'));
+      await page.click(tid('confirm-clear'));
+      await waitCards(page, 0, 'after clearing the storage');
+      await page.click(`${tid('base-change')} > summary`);
+      await page.click(tid('base-embedded'));
+      await waitBase(page, /^model \(embedded/, 'back to the embedded model');
+      await page.setInputFiles(tid('import-project'), exported.file);
+      const refused = await waitError(page, 'a SmolLM2 project imported on the embedded model');
+      assert.match(refused, /trained on the base model "SmolLM2-135M-Instruct".*not on "model".*choose that model under "Change the base model"/, refused);
+      assert.deepEqual(await cards(page), [], 'nothing imported');
       assert.deepEqual(run.problems.pageErrors, []);
       assert.deepEqual(run.problems.consoleErrors, []);
     } finally {
