@@ -90,7 +90,7 @@ impl LoadedModel {
         match chosen(files)? {
             Chosen::Gguf(bytes) => from_gguf(bytes, device, progress).await,
             Chosen::Folder { text, weights } => {
-                from_safetensors(text, weights, device, progress).await
+                from_safetensors(*text, weights, device, progress).await
             }
         }
     }

@@ -343,7 +343,10 @@ impl ModelText {
 /// folder's text files and its weight file, borrowed.
 enum Chosen<'f> {
     Gguf(&'f [u8]),
-    Folder { text: ModelText, weights: &'f [u8] },
+    Folder {
+        text: Box<ModelText>,
+        weights: &'f [u8],
+    },
 }
 
 /// Which model `files` hold ([`Checkpoint::from_files`]).
@@ -370,11 +373,11 @@ fn chosen(files: &[(String, Vec<u8>)]) -> Result<Chosen<'_>, ModelError> {
         None => file("tokenizer_config.json").and_then(chat_template_of),
     };
     Ok(Chosen::Folder {
-        text: ModelText {
+        text: Box::new(ModelText {
             config,
             tokenizer_json,
             chat_template,
-        },
+        }),
         weights,
     })
 }
