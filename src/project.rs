@@ -88,7 +88,7 @@ pub struct BaseModel {
 impl BaseModel {
     /// The identity of the model `config` with weight file `weights`.
     pub fn of(name: &str, config: &LlamaConfig, weights: &[u8]) -> Self {
-        Self::fingerprinted(name, config, fnv1a(weights))
+        Self::fingerprinted(name, config, Fnv1a::of(weights))
     }
 
     /// The identity of a model [`LoadedModel`] loaded: the same as
@@ -118,13 +118,6 @@ impl BaseModel {
             self.name, self.fingerprint
         )
     }
-}
-
-/// FNV-1a, 64 bits: a stable fingerprint of a byte string.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash = Fnv1a::default();
-    hash.update(bytes);
-    hash.finish()
 }
 
 /// One task: its samples and which of them are held out.

@@ -22,7 +22,7 @@ use safetensors::SafeTensors;
 use safetensors::tensor::{Dtype, Metadata, TensorInfo};
 
 use super::gguf::{self, Gguf, PlannedTensor};
-use super::weights::{install, to_f32};
+use super::weights::{install, install_from};
 use super::{Chosen, HfParam, Llama, LlamaConfig, ModelError, ModelText, chosen};
 use crate::backend::yield_now;
 
@@ -40,6 +40,13 @@ impl Default for Fnv1a {
 }
 
 impl Fnv1a {
+    /// The fingerprint of `bytes` alone.
+    pub fn of(bytes: &[u8]) -> u64 {
+        let mut hash = Self::default();
+        hash.update(bytes);
+        hash.finish()
+    }
+
     /// Adds `bytes` to the stream.
     pub fn update(&mut self, bytes: &[u8]) {
         self.0 = bytes.iter().fold(self.0, |hash, &b| {
@@ -110,10 +117,7 @@ async fn from_safetensors(
     let params = model.hf_params_mut();
     let total = params.len();
     for (done, (name, param)) in params.into_iter().enumerate() {
-        let view = file
-            .tensor(&name)
-            .map_err(|_| ModelError::MissingTensor { name: name.clone() })?;
-        install(&name, param, to_f32(&name, &view)?, view.shape(), device)?;
+        install_from(&file, &name, param, device)?;
         progress(LoadProgress {
             done: done + 1,
             total,

@@ -39,10 +39,7 @@ impl Llama {
         // Random-init closures are lazy in burn, so the throwaway values are never computed.
         let mut model = config.init(device);
         for (name, param) in model.hf_params_mut() {
-            let view = file
-                .tensor(&name)
-                .map_err(|_| ModelError::MissingTensor { name: name.clone() })?;
-            install(&name, param, to_f32(&name, &view)?, view.shape(), device)?;
+            install_from(&file, &name, param, device)?;
         }
         Ok(model)
     }
@@ -76,6 +73,24 @@ impl Llama {
             .map(|(name, shape, values)| (name.as_str(), F32View { shape, values }));
         Ok(safetensors::serialize(views, metadata)?)
     }
+}
+
+/// Puts the tensor `name` of a safetensors `file` into `param` on `device`
+/// ([`install`]).
+///
+/// # Errors
+/// [`ModelError::MissingTensor`], [`ModelError::WrongDtype`] and
+/// [`ModelError::WrongShape`] naming the tensor.
+pub(crate) fn install_from(
+    file: &SafeTensors<'_>,
+    name: &str,
+    param: HfParam<'_>,
+    device: &Device,
+) -> Result<(), ModelError> {
+    let view = file.tensor(name).map_err(|_| ModelError::MissingTensor {
+        name: name.to_string(),
+    })?;
+    install(name, param, to_f32(name, &view)?, view.shape(), device)
 }
 
 /// Puts `values`, a tensor of HF shape `found` named `name`, into `param` on
@@ -145,7 +160,7 @@ fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
-pub(crate) fn to_f32(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>, ModelError> {
+fn to_f32(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>, ModelError> {
     let bytes = view.data();
     let values = match view.dtype() {
         Dtype::F32 => bytes
