@@ -5,8 +5,9 @@
 //! end task after task. `lora-per-task` is the MoSE engine with one private
 //! expert per task and no reuse (see [`super::Method`]).
 //!
-//! Budgets match MoSE's per task: a LoRA of rank `new_experts_per_task * rank`,
-//! or `moe_experts` experts sharing that rank between them.
+//! Budgets match the rank a MoSE task uses at a site: a LoRA of rank
+//! `top_k_experts * rank`, or `moe_experts` experts sharing that rank between
+//! them.
 
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor, TensorData};

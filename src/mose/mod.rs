@@ -59,7 +59,9 @@ pub struct MoseConfig {
     /// Each task also owns a modulation `m_t` scaling the frozen output by `(1 + m_t)`.
     #[config(default = true)]
     pub modulate: bool,
-    /// Fresh sub-experts allocated per site for each task.
+    /// Fresh sub-experts allocated per site for each task, at least; a task
+    /// that sees fewer than `top_k_experts` earlier sub-experts (the first)
+    /// gets enough fresh ones to fill its `top_k_experts`.
     #[config(default = 2)]
     pub new_experts_per_task: usize,
     /// Sub-experts a task's gate keeps at each site once settled.
@@ -262,11 +264,11 @@ impl Method {
     }
 
     /// The configuration this method runs with, derived from MoSE's so that
-    /// every method trains the same number of adapter values per task: a
-    /// LoRA has rank `new_experts_per_task * rank`, and the scale `alpha / r`
-    /// is the same for all.
+    /// every method adapts each site with the same rank a MoSE task uses
+    /// there: a LoRA has rank `top_k_experts * rank`, and the scale
+    /// `alpha / r` is the same for all.
     pub fn effective_config(self, mose: &MoseConfig) -> MoseConfig {
-        let lora_rank = mose.new_experts_per_task * mose.rank;
+        let lora_rank = mose.top_k_experts * mose.rank;
         let scale = mose.alpha / mose.rank as f64;
         let with_rank = |config: MoseConfig, rank: usize| {
             config.with_rank(rank).with_alpha(scale * rank as f64)
@@ -286,6 +288,14 @@ impl Method {
             Method::MoeLora => with_rank(lora, (lora_rank / mose.moe_experts.max(1)).max(1)),
         }
     }
+}
+
+/// Fresh sub-experts for a task that sees `old` earlier ones:
+/// `new_experts_per_task`, or enough to fill the gate's `top_k_experts`
+/// where the earlier ones are fewer (the first task).
+fn new_experts_for(config: &MoseConfig, old: usize) -> usize {
+    let fill = config.top_k_experts.saturating_sub(old);
+    config.new_experts_per_task.max(fill)
 }
 
 /// Errors of the MoSE layer.
@@ -828,7 +838,7 @@ impl Learner {
         let old = self.visible_to_new_task();
         let fresh = TaskStart {
             old: old.len(),
-            new_experts: self.config.new_experts_per_task,
+            new_experts: new_experts_for(&self.config, old.len()),
             logits: None,
             modulation: None,
         };
@@ -1183,13 +1193,27 @@ mod tests {
     }
 
     #[test]
+    fn the_first_task_fills_its_top_k_and_later_ones_add_the_set_number() {
+        let config = MoseConfig::new()
+            .with_new_experts_per_task(1)
+            .with_top_k_experts(2);
+        let fresh: Vec<usize> = [0, 1, 2, 8]
+            .map(|old| new_experts_for(&config, old))
+            .to_vec();
+        assert_eq!(fresh, [2, 1, 1, 1]);
+        let config = config.with_new_experts_per_task(3);
+        assert_eq!(new_experts_for(&config, 0), 3);
+        assert_eq!(new_experts_for(&config, 8), 3);
+    }
+
+    #[test]
     fn every_method_trains_the_same_budget_per_task() {
-        // MoSE: 2 experts of rank 4; LoRA: rank 8; MoE-LoRA: 4 experts of rank 2.
+        // MoSE: top-2 experts of rank 4; LoRA: rank 8; MoE-LoRA: 4 experts of rank 2.
         let mose = MoseConfig::new();
         let rank_budget = |m: Method| {
             let c = m.effective_config(&mose);
             let experts = match m {
-                Method::Mose => c.new_experts_per_task,
+                Method::Mose => c.top_k_experts,
                 Method::MoeLora => c.moe_experts,
                 _ => 1,
             };
