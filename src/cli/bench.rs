@@ -341,7 +341,7 @@ fn training_flops(config: &LlamaConfig, learner: &Learner, seq_len: usize) -> f6
     let method = learner.config();
     // Adapter rank live at each site while the first task trains.
     let rank = match learner.method() {
-        Method::Mose => method.rank * method.top_k_experts,
+        Method::Mose => method.rank * method.new_experts_for(0),
         Method::MoeLora => method.rank * method.moe_experts,
         Method::SeqLora | Method::LoraPerTask => method.rank,
     };

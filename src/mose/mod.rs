@@ -191,6 +191,14 @@ impl MoseConfig {
             .with_background_texts(0)
     }
 
+    /// Fresh sub-experts for a task that sees `old` earlier ones:
+    /// `new_experts_per_task`, or enough to fill the gate's `top_k_experts`
+    /// where the earlier ones are fewer (the first task).
+    pub fn new_experts_for(&self, old: usize) -> usize {
+        let fill = self.top_k_experts.saturating_sub(old);
+        self.new_experts_per_task.max(fill)
+    }
+
     /// Reads settings saved as JSON, filling any setting the file predates
     /// from [`legacy`](Self::legacy) (a file without a `router` predates them
     /// all), with no background for a file without `background_texts`, or
@@ -288,14 +296,6 @@ impl Method {
             Method::MoeLora => with_rank(lora, (lora_rank / mose.moe_experts.max(1)).max(1)),
         }
     }
-}
-
-/// Fresh sub-experts for a task that sees `old` earlier ones:
-/// `new_experts_per_task`, or enough to fill the gate's `top_k_experts`
-/// where the earlier ones are fewer (the first task).
-fn new_experts_for(config: &MoseConfig, old: usize) -> usize {
-    let fill = config.top_k_experts.saturating_sub(old);
-    config.new_experts_per_task.max(fill)
 }
 
 /// Errors of the MoSE layer.
@@ -838,7 +838,7 @@ impl Learner {
         let old = self.visible_to_new_task();
         let fresh = TaskStart {
             old: old.len(),
-            new_experts: new_experts_for(&self.config, old.len()),
+            new_experts: self.config.new_experts_for(old.len()),
             logits: None,
             modulation: None,
         };
@@ -1197,13 +1197,11 @@ mod tests {
         let config = MoseConfig::new()
             .with_new_experts_per_task(1)
             .with_top_k_experts(2);
-        let fresh: Vec<usize> = [0, 1, 2, 8]
-            .map(|old| new_experts_for(&config, old))
-            .to_vec();
+        let fresh: Vec<usize> = [0, 1, 2, 8].map(|old| config.new_experts_for(old)).to_vec();
         assert_eq!(fresh, [2, 1, 1, 1]);
         let config = config.with_new_experts_per_task(3);
-        assert_eq!(new_experts_for(&config, 0), 3);
-        assert_eq!(new_experts_for(&config, 8), 3);
+        assert_eq!(config.new_experts_for(0), 3);
+        assert_eq!(config.new_experts_for(8), 3);
     }
 
     #[test]
