@@ -49,6 +49,8 @@ CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=600 \
 
 section "end-to-end: the built app in headless Chromium"
 trunk build --cargo-profile wasm-test 2>&1 | tail -n 5
+# The native command the native section built: one test continues an app export with it.
+export MOSE_BIN=target/debug/mose
 SHOTS=docs/screenshots node --test --test-reporter=spec tests/e2e/ 2>&1 | tee "$log/e2e"
 
 section ""

@@ -94,9 +94,9 @@ pub enum DataError {
         /// How many ids it gave.
         ids: usize,
     },
-    /// A pair whose answer does not fit in `max_seq_len` even with the prompt cut down.
+    /// A pair that cannot keep one prompt and one answer token in `max_seq_len`.
     #[error(
-        "the answer of the pair {prompt:?} needs {needed} tokens with the start and end tokens and one prompt token, over max_seq_len {max_seq_len}; shorten the answer or raise max_seq_len"
+        "the pair {prompt:?} needs at least {needed} tokens (the start, one prompt and one answer token), over max_seq_len {max_seq_len}; raise max_seq_len"
     )]
     AnswerTooLong {
         /// The start of the pair's prompt.
@@ -142,8 +142,14 @@ pub struct DataConfig {
     /// Largest task text accepted, in bytes (default 8 MiB); bigger inputs are refused.
     pub max_sample_bytes: usize,
     /// Token ids per example (default 128); longer texts are cut into windows,
-    /// longer pairs lose prompt tokens from the left.
+    /// longer pairs lose prompt tokens from the left, and an answer that does
+    /// not fit even so loses its end ([`tokenize_fitted`]).
     pub max_seq_len: usize,
+    /// When a pair's answer does not fit in `max_seq_len` beside one prompt
+    /// token, the share of the room after the start token its prompt keeps
+    /// (default 0.5): the prompt is what the model answers and the router
+    /// reads, so it keeps as much as the answer.
+    pub cut_pair_prompt_share: f64,
     /// Share of a task's samples held out for evaluation (default 0.2).
     pub heldout_fraction: f64,
     /// Fewest held-out samples (default 1), as long as one is left to train on.
@@ -166,6 +172,7 @@ impl Default for DataConfig {
         Self {
             max_sample_bytes: 8 * 1024 * 1024,
             max_seq_len: 128,
+            cut_pair_prompt_share: 0.5,
             heldout_fraction: 0.2,
             min_heldout: 1,
             pair_separator: " => ".to_string(),
@@ -374,7 +381,98 @@ pub struct Example {
     pub window: usize,
 }
 
-/// Turns a sample into examples of at most [`DataConfig::max_seq_len`] ids.
+/// How a sample was made to fit [`DataConfig::max_seq_len`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fit {
+    /// It fits as it is.
+    Whole,
+    /// A text cut into this many windows.
+    Windows(usize),
+    /// A pair whose prompt lost ids from the left: `kept` of `of`.
+    PromptCut {
+        /// Prompt ids kept.
+        kept: usize,
+        /// Prompt ids in all.
+        of: usize,
+    },
+    /// A pair whose answer lost ids from its end (the end token with them):
+    /// `kept` of `of`, beside a prompt cut to its share.
+    AnswerCut {
+        /// Answer ids kept.
+        kept: usize,
+        /// Answer ids in all, with the end token.
+        of: usize,
+    },
+}
+
+/// How many samples of a task were made to fit [`DataConfig::max_seq_len`],
+/// and how: what a task's card and the CLI warn about.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fitted {
+    /// Texts cut into windows.
+    pub windowed: usize,
+    /// Pairs whose prompt lost its start.
+    pub prompts_cut: usize,
+    /// Pairs whose answer lost its end.
+    pub answers_cut: usize,
+}
+
+impl Fitted {
+    /// Counts one sample's fit.
+    pub fn add(&mut self, fit: Fit) {
+        match fit {
+            Fit::Whole => {}
+            Fit::Windows(_) => self.windowed += 1,
+            Fit::PromptCut { .. } => self.prompts_cut += 1,
+            Fit::AnswerCut { .. } => self.answers_cut += 1,
+        }
+    }
+
+    /// One sentence per kind of fit, longest loss first, for `max_seq_len`.
+    pub fn warnings(&self, max_seq_len: usize) -> Vec<String> {
+        let samples = |n: usize, one: &str, many: &str| match n {
+            1 => format!("1 {one} is"),
+            n => format!("{n} {many} are"),
+        };
+        let mut out = Vec::new();
+        if self.answers_cut > 0 {
+            out.push(format!(
+                "{} longer than {max_seq_len} tokens allow and cut: the model learns only the start. \
+                 Raise the sequence length to learn them whole",
+                samples(self.answers_cut, "answer", "answers")
+            ));
+        }
+        if self.prompts_cut > 0 {
+            out.push(format!(
+                "{} cut from the left to fit {max_seq_len} tokens beside their answers",
+                samples(self.prompts_cut, "prompt", "prompts")
+            ));
+        }
+        if self.windowed > 0 {
+            out.push(format!(
+                "{} longer than {max_seq_len} tokens and learned in windows of {max_seq_len}",
+                samples(self.windowed, "text", "texts")
+            ));
+        }
+        out
+    }
+}
+
+/// Turns a sample into examples of at most [`DataConfig::max_seq_len`] ids
+/// ([`tokenize_fitted`] without saying how it was made to fit).
+///
+/// # Errors
+/// As [`tokenize_fitted`].
+pub fn tokenize(
+    sample: &Sample,
+    tokenizer: &Tokenizer,
+    config: &DataConfig,
+) -> Result<Vec<Example>, DataError> {
+    tokenize_fitted(sample, tokenizer, config).map(|(examples, _)| examples)
+}
+
+/// Turns a sample into examples of at most [`DataConfig::max_seq_len`] ids,
+/// and says how it was made to fit. A long sample is never refused.
 ///
 /// - Text: `[bos] + encode(text) + [eos]` (start and end tokens where the
 ///   tokenizer has them), every prediction a target. A longer sequence is cut
@@ -383,20 +481,24 @@ pub struct Example {
 ///   windows after the first get no new start token.
 /// - Pair: `[bos] + encode(prompt + prompt_suffix) + encode(" " + answer) +
 ///   [eos]`, targets only where the predicted id is an answer or end token.
-///   A longer sequence loses prompt tokens from the left (the start token
-///   stays, and so does the prompt's end, where the suffix is), keeping at
-///   least one prompt token.
+///   A longer sequence keeps its answer whole and loses prompt tokens from
+///   the left (the start token stays, and so does the prompt's end, where
+///   the suffix is), keeping at least one prompt token. An answer too long
+///   for that keeps [`DataConfig::cut_pair_prompt_share`] of the room for
+///   the prompt's end and loses its own end: the model learns the answer's
+///   start, and exact match checks that start.
 ///
 /// # Errors
 /// [`DataError::SeqLenTooSmall`] when `max_seq_len < 2`;
 /// [`DataError::TooShort`] for a sample of fewer than two ids;
-/// [`DataError::AnswerTooLong`] when a pair's answer does not fit;
+/// [`DataError::AnswerTooLong`] when `max_seq_len` cannot hold the start,
+/// one prompt and one answer token;
 /// [`DataError::Tokenizer`] when encoding fails.
-pub fn tokenize(
+pub fn tokenize_fitted(
     sample: &Sample,
     tokenizer: &Tokenizer,
     config: &DataConfig,
-) -> Result<Vec<Example>, DataError> {
+) -> Result<(Vec<Example>, Fit), DataError> {
     let max_len = config.max_seq_len;
     if max_len < 2 {
         return Err(DataError::SeqLenTooSmall {
@@ -417,7 +519,7 @@ pub fn tokenize(
             }
             // Window k starts at k * (max_len - 1): its first id is the
             // previous window's last, which it predicts from.
-            let examples = (0..ids.len() - 1)
+            let examples: Vec<Example> = (0..ids.len() - 1)
                 .step_by(max_len - 1)
                 .enumerate()
                 .map(|(position, start)| {
@@ -431,25 +533,50 @@ pub fn tokenize(
                     }
                 })
                 .collect();
-            Ok(examples)
+            let fit = match examples.len() {
+                1 => Fit::Whole,
+                n => Fit::Windows(n),
+            };
+            Ok((examples, fit))
         }
         Sample::Pair { prompt, answer } => {
             let PairIds {
                 start,
                 prompt: mut prompt_ids,
-                answer: answer_ids,
+                answer: mut answer_ids,
             } = pair_ids(prompt, Some(answer), tokenizer, config)?;
-            let fixed = start.len() + answer_ids.len();
-            if fixed + prompt_ids.len() > max_len {
-                let keep = max_len.saturating_sub(fixed);
-                if keep == 0 || prompt_ids.is_empty() {
+            let room = max_len.saturating_sub(start.len());
+            let (prompt_len, answer_len) = (prompt_ids.len(), answer_ids.len());
+            let mut fit = Fit::Whole;
+            if prompt_len + answer_len > room {
+                if room < 2 || prompt_len == 0 || answer_len == 0 {
                     return Err(DataError::AnswerTooLong {
                         prompt: preview(prompt),
-                        needed: fixed + 1,
+                        needed: start.len() + 2,
                         max_seq_len: max_len,
                     });
                 }
-                prompt_ids.drain(..prompt_ids.len() - keep);
+                let keep = match answer_len < room {
+                    // The answer stays whole beside the prompt's end.
+                    true => room - answer_len,
+                    false => {
+                        let share = (room as f64 * config.cut_pair_prompt_share).round() as usize;
+                        let keep = prompt_len.min(share).clamp(1, room - 1);
+                        answer_ids.truncate(room - keep);
+                        fit = Fit::AnswerCut {
+                            kept: room - keep,
+                            of: answer_len,
+                        };
+                        keep
+                    }
+                };
+                prompt_ids.drain(..prompt_len - keep);
+                if fit == Fit::Whole {
+                    fit = Fit::PromptCut {
+                        kept: keep,
+                        of: prompt_len,
+                    };
+                }
             }
             let mut ids = start;
             ids.extend(prompt_ids);
@@ -463,13 +590,14 @@ pub fn tokenize(
             }
             // targets[i] predicts ids[i + 1]: on from the last prompt token.
             let targets = (1..ids.len()).map(|next| next >= answer_start).collect();
-            Ok(vec![Example {
+            let example = Example {
                 answer: Some((answer_start, ids.len())),
                 query_len: answer_start,
                 targets,
                 ids,
                 window: 0,
-            }])
+            };
+            Ok((vec![example], fit))
         }
     }
 }
@@ -1189,16 +1317,91 @@ mod tests {
         assert_eq!(cut.ids[start..end], full.ids[full_start..full_end]);
         assert_eq!(cut.targets.iter().filter(|&&t| t).count(), end - start);
 
-        let tiny = DataConfig {
-            max_seq_len: 3,
+        let (_, fit) = tokenize_fitted(&pair(prompt, "rain"), &tok, &config).unwrap();
+        let prompt_len = full.answer.unwrap().0 - bos_len;
+        assert_eq!(
+            fit,
+            Fit::PromptCut {
+                kept: start - bos_len,
+                of: prompt_len
+            }
+        );
+        let (_, whole) =
+            tokenize_fitted(&pair("sky", "blue"), &tok, &DataConfig::default()).unwrap();
+        assert_eq!(whole, Fit::Whole);
+    }
+
+    #[test]
+    fn an_answer_too_long_to_fit_loses_its_end_beside_its_share_of_prompt() {
+        let tok = tokenizer();
+        let bos_len = usize::from(tok.special().bos.is_some());
+        let prompt = "tell me everything about the weather in the hills";
+        let answer = "rain in the morning, sun at noon, wind in the evening and frost at night";
+        let (full, _) =
+            tokenize_fitted(&pair(prompt, answer), &tok, &DataConfig::default()).unwrap();
+        let full = &full[0];
+        let (full_start, full_end) = full.answer.unwrap();
+        let config = DataConfig {
+            max_seq_len: 11,
             ..DataConfig::default()
         };
-        let err = tokenize(&pair(prompt, "a long answer"), &tok, &tiny).unwrap_err();
-        assert!(
-            matches!(err, DataError::AnswerTooLong { max_seq_len: 3, .. }),
-            "{err}"
+        assert!(full_end - full_start > 11, "the answer must not fit");
+        let (cut, fit) = tokenize_fitted(&pair(prompt, answer), &tok, &config).unwrap();
+        let cut = &cut[0];
+        assert_eq!(cut.ids.len(), 11);
+        // Half of the room after the start token (10) for the prompt's end.
+        let (start, end) = cut.answer.unwrap();
+        assert_eq!(start - bos_len, 5);
+        assert_eq!(
+            cut.ids[bos_len..start],
+            full.ids[full_start - 5..full_start]
         );
-        assert!(err.to_string().contains("a very long prompt"), "{err}");
+        // The answer's start, learned and checked.
+        assert_eq!(cut.ids[start..end], full.ids[full_start..full_start + 5]);
+        assert_eq!(cut.targets.iter().filter(|&&t| t).count(), end - start);
+        assert_eq!(
+            fit,
+            Fit::AnswerCut {
+                kept: 5,
+                of: full_end - full_start
+            }
+        );
+
+        // Only a length without room for one prompt and one answer token is refused.
+        let tiny = DataConfig {
+            max_seq_len: 1 + bos_len,
+            ..DataConfig::default()
+        };
+        let err = tokenize(&pair(prompt, answer), &tok, &tiny).unwrap_err();
+        let expected = match bos_len {
+            1 => matches!(err, DataError::AnswerTooLong { .. }),
+            _ => matches!(err, DataError::SeqLenTooSmall { .. }),
+        };
+        assert!(expected, "{err}");
+    }
+
+    #[test]
+    fn a_task_warns_once_per_kind_of_fit() {
+        let mut fitted = Fitted::default();
+        for fit in [
+            Fit::Whole,
+            Fit::Windows(3),
+            Fit::AnswerCut { kept: 5, of: 9 },
+            Fit::AnswerCut { kept: 5, of: 12 },
+        ] {
+            fitted.add(fit);
+        }
+        let warnings = fitted.warnings(64);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("2 answers are longer than 64 tokens allow"),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings[1].starts_with("1 text is longer than 64 tokens"),
+            "{warnings:?}"
+        );
+        assert!(Fitted::default().warnings(64).is_empty());
     }
 
     #[test]

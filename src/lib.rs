@@ -21,5 +21,6 @@ pub mod optim;
 pub mod project;
 mod saved;
 pub mod sequence;
+pub mod session;
 pub mod tokenizer;
 pub mod train;

@@ -16,7 +16,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{
-    DataConfig, DataError, Example, Sample, Split, parse_task_text, split, tokenize,
+    DataConfig, DataError, Example, Fitted, Sample, Split, parse_task_text, split, tokenize_fitted,
 };
 use crate::model::{Fnv1a, LlamaConfig, LoadedModel};
 use crate::mose::{Method, MoseConfig};
@@ -178,24 +178,46 @@ impl ProjectTask {
         })
     }
 
-    /// The training and held-out examples.
+    /// The training and held-out examples, and how many samples were made
+    /// to fit `data.max_seq_len` ([`Fitted`]).
     ///
     /// # Errors
-    /// A sample's [`DataError`] (too short, an answer too long).
+    /// A sample's [`DataError`] (too short, or a sequence length without
+    /// room for one prompt and one answer token).
     pub fn examples(
         &self,
         tokenizer: &Tokenizer,
         data: &DataConfig,
-    ) -> Result<(Vec<Example>, Vec<Example>), DataError> {
-        let side = |indices: &[usize]| -> Result<Vec<Example>, DataError> {
+    ) -> Result<TaskExamples, DataError> {
+        let mut fitted = Fitted::default();
+        let mut side = |indices: &[usize]| -> Result<Vec<Example>, DataError> {
             let mut out = Vec::new();
             for &i in indices {
-                out.extend(tokenize(&self.samples[i], tokenizer, data)?);
+                let (examples, fit) = tokenize_fitted(&self.samples[i], tokenizer, data)?;
+                fitted.add(fit);
+                out.extend(examples);
             }
             Ok(out)
         };
-        Ok((side(&self.split.train)?, side(&self.split.heldout)?))
+        let train = side(&self.split.train)?;
+        let heldout = side(&self.split.heldout)?;
+        Ok(TaskExamples {
+            train,
+            heldout,
+            fitted,
+        })
     }
+}
+
+/// One task's examples, tokenized.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskExamples {
+    /// Examples to learn from.
+    pub train: Vec<Example>,
+    /// Examples to score.
+    pub heldout: Vec<Example>,
+    /// How many of its samples (both splits) were made to fit.
+    pub fitted: Fitted,
 }
 
 /// What one method learned: the state and the metrics after each task.

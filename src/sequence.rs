@@ -261,10 +261,44 @@ pub async fn run_sequence(
     device: &Device,
     on_event: &mut dyn FnMut(SequenceEvent) -> Flow,
 ) -> Result<Option<SequenceReport>, TrainError> {
-    let started = Instant::now();
     let mut report = SequenceReport::new(learner.method());
-    score_base(model, &mut report, tasks, pad_id, eval_batch, device).await?;
-    for (i, task) in tasks.iter().enumerate() {
+    let finished = continue_sequence(
+        model,
+        learner,
+        &mut report,
+        tasks,
+        pad_id,
+        config,
+        eval_batch,
+        device,
+        on_event,
+    )
+    .await?;
+    Ok(finished.then_some(report))
+}
+
+/// Learns the tasks of `tasks` that `report` has not scored yet (from
+/// `report.learned()` on) with `learner`, which holds the ones before,
+/// scoring every task after each and adding the rows to `report`: a
+/// sequence begun, or one continued from a saved project. Returns whether
+/// it finished (`false` when `on_event` stopped it; `report` then holds the
+/// tasks finished so far).
+#[allow(clippy::too_many_arguments)]
+pub async fn continue_sequence(
+    model: &Llama,
+    learner: &mut Learner,
+    report: &mut SequenceReport,
+    tasks: &[SequenceTask<'_>],
+    pad_id: u32,
+    config: &TrainConfig,
+    eval_batch: usize,
+    device: &Device,
+    on_event: &mut dyn FnMut(SequenceEvent) -> Flow,
+) -> Result<bool, TrainError> {
+    let started = Instant::now();
+    let seconds_before = report.seconds;
+    score_base(model, report, tasks, pad_id, eval_batch, device).await?;
+    for (i, task) in tasks.iter().enumerate().skip(report.learned()) {
         let mut run = TaskRun::start(
             model, learner, task.name, task.train, pad_id, config, device,
         )
@@ -280,7 +314,7 @@ pub async fn run_sequence(
             .await?
             == RunEnd::Stopped
         {
-            return Ok(None);
+            return Ok(false);
         }
         let likeness = run.likeness();
         let learned = run.finish(learner).await?;
@@ -290,25 +324,18 @@ pub async fn run_sequence(
             likeness,
         }) == Flow::Stop
         {
-            return Ok(None);
+            return Ok(false);
         }
         score_learned(
-            model,
-            learner,
-            &mut report,
-            tasks,
-            learned,
-            pad_id,
-            eval_batch,
-            device,
+            model, learner, report, tasks, learned, pad_id, eval_batch, device,
         )
         .await?;
+        report.seconds = seconds_before + started.elapsed().as_secs_f64();
         if on_event(SequenceEvent::Scored { after: i }) == Flow::Stop {
-            return Ok(None);
+            return Ok(false);
         }
     }
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(Some(report))
+    Ok(true)
 }
 
 #[cfg(test)]

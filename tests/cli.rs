@@ -665,3 +665,105 @@ fn pretraining_twice_with_one_seed_gives_the_same_model() {
         );
     }
 }
+
+/// `mose` run in `dir`, away from the repository and its `www/model`.
+fn mose_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(MOSE)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("the mose binary runs")
+}
+
+/// The scores of one row of a report, as `mose --json` prints them.
+fn row(report: &serde_json::Value, routing: &str, i: usize) -> Vec<f64> {
+    report[routing][i]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["log_likelihood"].as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_project_continues_with_more_tasks_from_any_folder() {
+    // Away from the repository (no www/model here), on the embedded model
+    // built into the command. tests/e2e/long-sample.test.mjs continues a
+    // project the app exported the same way.
+    let dir = scratch("continue");
+    std::fs::write(
+        dir.join("weather.txt"),
+        "rain => wet\nsun => dry\nfog => grey\nsnow => cold\nwind => loud\n",
+    )
+    .unwrap();
+    // A task with one answer longer than any sequence: cut with a warning, not refused.
+    let long_answer = "and then it rained ".repeat(40);
+    std::fs::write(
+        dir.join("colours.txt"),
+        format!(
+            "red and blue => purple\nred and yellow => orange\nblue and yellow => green\n\
+             black and white => grey\nthe whole story => {long_answer}\n"
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let output = mose_in(&dir, args);
+        assert!(output.status.success(), "mose {args:?}: {}", stderr(&output));
+        output
+    };
+    let small = ["--steps", "2", "--max-heldout", "2", "--max-seq-len", "32"];
+    let mut first = vec!["train", "weather.txt", "--out", "p.moselab"];
+    first.extend(small);
+    run(&first);
+    let eval = |dir: &Path| -> Vec<serde_json::Value> {
+        let output = mose_in(dir, &["eval", "p.moselab", "--json"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let results: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        results.as_array().unwrap().clone()
+    };
+    let before = eval(&dir);
+
+    let output = run(&[
+        "train",
+        "--continue",
+        "p.moselab",
+        "colours=colours.txt",
+        "--steps",
+        "2",
+        "--max-heldout",
+        "2",
+    ]);
+    let notes = stderr(&output);
+    assert!(
+        notes.contains("task colours: 1 answer is longer than 32 tokens allow and cut"),
+        "{notes}"
+    );
+    assert!(!dir.join("p.moselab.partial").exists());
+
+    let after = eval(&dir);
+    assert_eq!(after.len(), 2, "the project's methods stay");
+    for (was, now) in before.iter().zip(&after) {
+        assert_eq!(was["method"], now["method"]);
+        assert_eq!(
+            now["report"]["tasks"],
+            serde_json::json!(["weather", "colours"])
+        );
+        assert_eq!(now["report"]["routed"].as_array().unwrap().len(), 2);
+    }
+    // MoSE leaves the first task's sub-experts alone: with the true task
+    // id, it scores as it did before the second task.
+    assert_eq!(before[0]["method"], "mose");
+    let was = row(&before[0]["report"], "oracle", 0)[0];
+    let now = row(&after[0]["report"], "oracle", 1)[0];
+    assert!((was - now).abs() < 1e-4, "oracle before {was}, after {now}");
+
+    // A continued project keeps its methods and settings.
+    let message = refused(&["train", "--continue", "p.moselab", "x.txt", "--methods", "mose"]);
+    assert!(message.contains("--methods"), "{message}");
+    // A task name the project has is refused, and the project stays as it was.
+    let saved = std::fs::read(dir.join("p.moselab")).unwrap();
+    let output = mose_in(&dir, &["train", "--continue", "p.moselab", "colours.txt"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("already has a task colours"));
+    assert_eq!(std::fs::read(dir.join("p.moselab")).unwrap(), saved);
+}

@@ -10,13 +10,16 @@ use std::rc::Rc;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use mose_lab::backend::{self, Compute};
-use mose_lab::data::{DataConfig, DataError, Example, Sample};
+use mose_lab::data::{DataConfig, DataError, Sample};
 use mose_lab::export::{Exported, export};
 use mose_lab::model::LoadProgress;
 use mose_lab::model::generate::GenerationConfig;
 use mose_lab::mose::{Learner, Method, MoseConfig};
-use mose_lab::project::{Project, ProjectError, ProjectTask, Trained};
-use mose_lab::sequence::{SequenceReport, SequenceTask, score_base, score_learned};
+use mose_lab::project::{Project, ProjectError, ProjectTask, TaskExamples};
+use mose_lab::sequence::{score_base, score_learned};
+use mose_lab::session::{
+    SessionError, open_learners, project_examples, sequence_tasks, start_methods,
+};
 use mose_lab::tokenizer::Tokenizer;
 use mose_lab::train::{Flow, RunEnd, StepReport, TaskRun, TrainConfig};
 use rand::SeedableRng;
@@ -1338,24 +1341,8 @@ fn open_project(bytes: &[u8], engine: &Engine) -> Result<(Project, Vec<Learner>)
 
 /// The learners a project's saved states hold.
 fn learners_of(project: &Project, engine: &Engine) -> Result<Vec<Learner>, String> {
-    project
-        .trained
-        .iter()
-        .map(|t| {
-            let learner =
-                Learner::from_bytes(&t.state, &engine.base.model_config, &engine.compute.device)
-                    .map_err(|e| e.to_string())?;
-            if learner.tasks_learned() != t.report.learned() {
-                return Err(format!(
-                    "the {} state holds {} tasks, its metrics {}",
-                    t.method.name(),
-                    learner.tasks_learned(),
-                    t.report.learned()
-                ));
-            }
-            Ok(learner)
-        })
-        .collect()
+    open_learners(project, &engine.base.model_config, &engine.compute.device)
+        .map_err(|e| e.to_string())
 }
 
 /// `name`, or `name 2`, `name 3`... when a task already has it.
@@ -1396,8 +1383,19 @@ pub struct TaskStats {
     pub warnings: Vec<String>,
 }
 
-/// The figures and warnings of every task.
-pub fn task_stats(project: &Project, tokenizer: &Tokenizer, config: &AppConfig) -> Vec<TaskStats> {
+/// The figures and warnings of every task, its samples cut to
+/// `max_seq_len` tokens (the settings' until the first task is learned,
+/// the project's after).
+pub fn task_stats(
+    project: &Project,
+    tokenizer: &Tokenizer,
+    config: &AppConfig,
+    max_seq_len: usize,
+) -> Vec<TaskStats> {
+    let data = DataConfig {
+        max_seq_len,
+        ..project.data.clone()
+    };
     let key = |s: &Sample| match s {
         Sample::Text(text) => text.clone(),
         Sample::Pair { prompt, answer } => format!("{prompt}\u{0}{answer}"),
@@ -1431,6 +1429,11 @@ pub fn task_stats(project: &Project, tokenizer: &Tokenizer, config: &AppConfig) 
                     config.few_tokens
                 ));
             }
+            // A sample too long for the sequence is split or cut, not refused: say so.
+            if let Ok(examples) = task.examples(tokenizer, &data) {
+                let fitted = examples.fitted.warnings(max_seq_len);
+                warnings.extend(fitted.into_iter().map(|w| format!("{w}.")));
+            }
             for (j, other) in sets.iter().enumerate() {
                 let shared = sets[i].iter().filter(|s| other.contains(*s)).count();
                 if j != i && shared as f64 > config.duplicate_share * sets[i].len() as f64 {
@@ -1452,19 +1455,12 @@ pub fn task_stats(project: &Project, tokenizer: &Tokenizer, config: &AppConfig) 
         .collect()
 }
 
-/// One task's training and held-out examples.
-type TaskExamples = (Vec<Example>, Vec<Example>);
-
 /// The examples of every task, tokenized.
 fn examples_of(project: &Project, tokenizer: &Tokenizer) -> Result<Vec<TaskExamples>, String> {
-    project
-        .tasks
-        .iter()
-        .map(|task| {
-            task.examples(tokenizer, &project.data)
-                .map_err(|e| data_message(&task.name, &e))
-        })
-        .collect()
+    project_examples(project, tokenizer).map_err(|e| match e {
+        SessionError::Data { task, source } => data_message(&task, &source),
+        other => other.to_string(),
+    })
 }
 
 /// The body of [`Lab::learn_next`]: `Ok(Some(task))` when learned,
@@ -1500,27 +1496,11 @@ async fn learn_next(lab: Lab, resume: Option<Resume>) -> Result<Option<String>, 
         if settings.compare_lora {
             methods.push(Method::SeqLora);
         }
-        learners = methods
-            .iter()
-            .map(|&m| {
-                Learner::new(
-                    m,
-                    project.mose.clone(),
-                    &engine.base.model_config,
-                    project.seed,
-                    device,
-                )
-            })
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("These settings do not fit the model: {e}"))?;
-        project.trained = methods
-            .iter()
-            .map(|&m| Trained {
-                method: m,
-                state: Vec::new(),
-                report: SequenceReport::new(m),
-            })
-            .collect();
+        learners = start_methods(&mut project, &methods, &engine.base.model_config, device)
+            .map_err(|e| match e {
+                SessionError::Settings(e) => format!("These settings do not fit the model: {e}"),
+                other => other.to_string(),
+            })?;
     }
     // Tasks scored for the first time keep at most the held-out setting's samples.
     let scored = project.trained[0].report.base.len();
@@ -1528,17 +1508,8 @@ async fn learn_next(lab: Lab, resume: Option<Resume>) -> Result<Option<String>, 
         later.split.heldout.truncate(settings.heldout.max(1));
     }
     let examples = examples_of(&project, &engine.base.tokenizer)?;
-    let sequence: Vec<SequenceTask> = project
-        .tasks
-        .iter()
-        .zip(&examples)
-        .map(|(t, (train, heldout))| SequenceTask {
-            name: &t.name,
-            train,
-            heldout,
-        })
-        .collect();
-    let (train, _) = &examples[next];
+    let sequence = sequence_tasks(&project.tasks, &examples);
+    let train = &examples[next].train;
     let pad = engine.base.tokenizer.pad_id();
     let model = &engine.base.model;
     let methods = learners.len();

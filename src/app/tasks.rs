@@ -19,8 +19,14 @@ pub fn TasksPanel() -> impl IntoView {
     let stats = Memo::new(move |_| {
         let engine = lab.engine();
         let config = lab.config.get_value();
-        lab.project
-            .with(|p| task_stats(p, &engine.base.tokenizer, &config))
+        let settings_len = lab.settings.with(|s| s.max_seq_len);
+        lab.project.with(|p| {
+            let max_seq_len = match p.trained.is_empty() {
+                true => settings_len,
+                false => p.data.max_seq_len,
+            };
+            task_stats(p, &engine.base.tokenizer, &config, max_seq_len)
+        })
     });
     let packs: Vec<(String, String, String)> = lab
         .engine()

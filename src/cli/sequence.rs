@@ -10,8 +10,9 @@ use mose_lab::eval::robustness::{Probe, routing_accuracy};
 use mose_lab::eval::{Routing, route_prompt, score_task};
 use mose_lab::model::{Checkpoint, Llama};
 use mose_lab::mose::{Learner, Method, MoseConfig};
-use mose_lab::project::{BaseModel, Project, ProjectTask, Trained};
-use mose_lab::sequence::{SequenceEvent, SequenceReport, SequenceTask, run_sequence};
+use mose_lab::project::{BaseModel, Project, ProjectError, ProjectTask, TaskExamples};
+use mose_lab::sequence::{SequenceEvent, SequenceReport, continue_sequence};
+use mose_lab::session::{open_learners, project_examples, sequence_tasks, start_methods};
 use mose_lab::tokenizer::Tokenizer;
 use mose_lab::train::{Flow, TrainConfig};
 use serde::Serialize;
@@ -28,28 +29,35 @@ pub(crate) struct TrainArgs {
     /// NAME=PATH to name either.
     #[arg(required = true)]
     tasks: Vec<String>,
+    /// Learn the tasks after those of this project (written by the app or
+    /// the CLI): its tasks not learned yet first, then TASKS, with its
+    /// methods and settings. The project is written back in place unless
+    /// --out names another file.
+    #[arg(long = "continue", value_name = "PROJECT", conflicts_with_all = ["methods", "max_seq_len", "mose_settings"])]
+    continue_from: Option<PathBuf>,
     /// The project file to write.
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required_unless_present = "continue_from")]
+    out: Option<PathBuf>,
     /// The base model folder.
     #[arg(long, default_value = DEFAULT_MODEL)]
     model: PathBuf,
     /// Methods to run on the same tasks, comma-separated: mose,
-    /// lora-per-task, seq-lora, moe-lora.
-    #[arg(long, value_delimiter = ',', default_value = "mose,seq-lora")]
-    methods: Vec<MethodArg>,
-    /// Optimiser steps per task.
-    #[arg(long, default_value_t = 200)]
-    steps: usize,
-    /// Sequences per step.
-    #[arg(long, default_value_t = 8)]
-    batch_size: usize,
-    /// Peak learning rate.
-    #[arg(long, default_value_t = 3e-3)]
-    learning_rate: f64,
-    /// Token ids per example.
-    #[arg(long, default_value_t = 128)]
-    max_seq_len: usize,
+    /// lora-per-task, seq-lora, moe-lora [default: mose,seq-lora].
+    #[arg(long, value_delimiter = ',')]
+    methods: Option<Vec<MethodArg>>,
+    /// Optimiser steps per task [default: 200, or the continued project's].
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Sequences per step [default: 8, or the continued project's].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Peak learning rate [default: 0.003, or the continued project's].
+    #[arg(long)]
+    learning_rate: Option<f64>,
+    /// Token ids per example; a longer sample is split (text) or cut (a
+    /// pair keeps its answer) [default: 128].
+    #[arg(long)]
+    max_seq_len: Option<usize>,
     /// Hold out at most this many samples of each task (all of its held-out split when absent).
     #[arg(long)]
     max_heldout: Option<usize>,
@@ -58,9 +66,9 @@ pub(crate) struct TrainArgs {
     /// machine reads every training sample once for the router's statistics.
     #[arg(long)]
     max_train: Option<usize>,
-    /// Drives splits, initialisation and order.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    /// Drives splits, initialisation and order [default: 0, or the continued project's].
+    #[arg(long)]
+    seed: Option<u64>,
     /// A MoSE setting, NAME=VALUE (repeatable), e.g. `--mose router=key`
     /// or `--mose gate=softmax` (docs/METHOD.md lists them).
     #[arg(long = "mose", value_name = "NAME=VALUE")]
@@ -68,6 +76,9 @@ pub(crate) struct TrainArgs {
     #[command(flatten)]
     record: RecordArgs,
 }
+
+/// The methods `mose train` runs when --methods is absent.
+const DEFAULT_METHODS: [Method; 2] = [Method::Mose, Method::SeqLora];
 
 /// Routing accuracy under the robustness probes: 10% of letters replaced,
 /// and the first 16 tokens only.
@@ -214,22 +225,6 @@ fn read_task(arg: &str, data: &DataConfig, seed: u64) -> Result<ProjectTask, Cli
     }
 }
 
-type TaskExamples = Vec<(Vec<mose_lab::data::Example>, Vec<mose_lab::data::Example>)>;
-
-fn task_examples(
-    tasks: &[ProjectTask],
-    tokenizer: &Tokenizer,
-    data: &DataConfig,
-) -> Result<TaskExamples, CliError> {
-    tasks
-        .iter()
-        .map(|task| {
-            task.examples(tokenizer, data)
-                .map_err(|e| CliError::Input(format!("task {}: {e}", task.name)))
-        })
-        .collect()
-}
-
 #[derive(Serialize)]
 pub(crate) struct MethodResult {
     pub method: Method,
@@ -248,54 +243,81 @@ pub(crate) fn train(context: &Context, args: TrainArgs) -> Result<(), CliError> 
     let device = compute.device.clone();
     let (model, tokenizer, identity) = base_model(&args.model, &device)?;
     let background = read_background(&args.model)?;
-    let data = DataConfig {
-        max_seq_len: args.max_seq_len,
-        ..DataConfig::default()
+    let (mut project, mut learners) = match &args.continue_from {
+        Some(path) => {
+            let project = load_project(path, &identity)?;
+            let learners = open_learners(&project, model.config(), &device)
+                .map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
+            (project, learners)
+        }
+        None => {
+            let data = DataConfig {
+                max_seq_len: args
+                    .max_seq_len
+                    .unwrap_or(DataConfig::default().max_seq_len),
+                ..DataConfig::default()
+            };
+            let seed = args.seed.unwrap_or_default();
+            let mut project = Project::new(
+                identity.clone(),
+                data,
+                TrainConfig::new().with_seed(seed),
+                mose_config(&args.mose_settings)?,
+                seed,
+            );
+            let methods: Vec<Method> = match &args.methods {
+                Some(methods) => methods.iter().map(|&m| Method::from(m)).collect(),
+                None => DEFAULT_METHODS.to_vec(),
+            };
+            let learners = start_methods(&mut project, &methods, model.config(), &device)
+                .map_err(CliError::input)?;
+            (project, learners)
+        }
     };
-    let mut tasks = args
-        .tasks
-        .iter()
-        .map(|arg| read_task(arg, &data, args.seed))
-        .collect::<Result<Vec<_>, _>>()?;
-    // Both cuts are kept in the project, so `mose eval` scores the same samples.
-    for task in &mut tasks {
+    let seed = args.seed.unwrap_or(project.seed);
+    let mut train_config = project.train.clone().with_seed(seed);
+    if let Some(steps) = args.steps {
+        train_config = train_config.with_steps_per_task(steps);
+    }
+    if let Some(batch_size) = args.batch_size {
+        train_config = train_config.with_batch_size(batch_size);
+    }
+    if let Some(learning_rate) = args.learning_rate {
+        train_config = train_config.with_learning_rate(learning_rate);
+    }
+    project.train = train_config;
+    let first_new = project.tasks.len();
+    for arg in &args.tasks {
+        let mut task = read_task(arg, &project.data, seed)?;
+        if project.tasks.iter().any(|t| t.name == task.name) {
+            return Err(CliError::Input(format!(
+                "the project already has a task {}; name this one NAME=PATH",
+                task.name
+            )));
+        }
+        // Both cuts are kept in the project, so `mose eval` scores the same samples.
         if let Some(max) = args.max_heldout {
             task.split.heldout.truncate(max.max(1));
         }
         if let Some(max) = args.max_train {
             task.split.train.truncate(max.max(1));
         }
+        project.tasks.push(task);
     }
-    let examples = task_examples(&tasks, &tokenizer, &data)?;
-    let train_config = TrainConfig::new()
-        .with_steps_per_task(args.steps)
-        .with_batch_size(args.batch_size)
-        .with_learning_rate(args.learning_rate)
-        .with_seed(args.seed);
-    let mose_config = mose_config(&args.mose_settings)?;
-    let heldout = heldout_samples(&tasks);
+    let examples = project_examples(&project, &tokenizer).map_err(CliError::input)?;
+    for (task, examples) in project.tasks.iter().zip(&examples).skip(first_new) {
+        for warning in examples.fitted.warnings(project.data.max_seq_len) {
+            context.note(&format!("task {}: {warning}", task.name));
+        }
+    }
+    let sequence = sequence_tasks(&project.tasks, &examples);
+    let heldout = heldout_samples(&project.tasks);
     let pad = tokenizer.pad_id();
-    let sequence: Vec<SequenceTask> = tasks
-        .iter()
-        .zip(&examples)
-        .map(|(task, (train, heldout))| SequenceTask {
-            name: &task.name,
-            train,
-            heldout,
-        })
-        .collect();
+    let steps = project.train.steps_per_task;
 
-    let mut trained = Vec::new();
     let mut results = Vec::new();
-    for method in args.methods.iter().map(|&m| Method::from(m)) {
-        let mut learner = Learner::new(
-            method,
-            mose_config.clone(),
-            model.config(),
-            args.seed,
-            &device,
-        )
-        .map_err(CliError::input)?;
+    for (learner, trained) in learners.iter_mut().zip(project.trained.iter_mut()) {
+        let method = trained.method;
         let adopted = background
             .as_ref()
             .is_some_and(|b| learner.adopt_background(b, &identity.fingerprint));
@@ -305,19 +327,19 @@ pub(crate) fn train(context: &Context, args: TrainArgs) -> Result<(), CliError> 
                  `mose background --model {}` keeps their statistics in the model folder \
                  for every later run with these settings)",
                 method.name(),
-                mose_config.background_texts,
+                project.mose.background_texts,
                 args.model.display()
             ));
         }
-        let total = (args.steps * tasks.len()) as u64;
-        let bar = context.bar(total, method.name(), "steps");
+        let to_learn = sequence.len() - trained.report.learned();
+        let bar = context.bar((steps * to_learn) as u64, method.name(), "steps");
         let mut on_event = |event: SequenceEvent| {
             match event {
                 SequenceEvent::Step { task, report } => {
                     bar.set_message(format!(
                         "{} {}: loss {:.3}, {:.0} tok/s",
                         method.name(),
-                        tasks[task].name,
+                        sequence[task].name,
                         report.loss,
                         report.tokens_per_second
                     ));
@@ -333,13 +355,13 @@ pub(crate) fn train(context: &Context, args: TrainArgs) -> Result<(), CliError> 
                         format!(
                             "; {:.0}% of its samples read as {}'s",
                             100.0 * l.share,
-                            tasks[l.task].name
+                            sequence[l.task].name
                         )
                     });
                     context.note(&format!(
                         "{}: learned {} ({} sub-experts, {} new, {} reused{like})",
                         method.name(),
-                        tasks[task].name,
+                        sequence[task].name,
                         capacity.experts_total,
                         capacity.experts_new,
                         capacity.experts_reused
@@ -349,24 +371,32 @@ pub(crate) fn train(context: &Context, args: TrainArgs) -> Result<(), CliError> 
             }
             Flow::Continue
         };
-        let report = pollster::block_on(run_sequence(
+        let finished = pollster::block_on(continue_sequence(
             &model,
-            &mut learner,
+            learner,
+            &mut trained.report,
             &sequence,
             pad,
-            &train_config,
-            train_config.query_batch_size,
+            &project.train,
+            project.train.query_batch_size,
             &device,
             &mut on_event,
         ))
-        .map_err(CliError::failed)?
-        .expect("the sequence is never stopped here");
+        .map_err(CliError::failed)?;
+        debug_assert!(finished, "the sequence is never stopped here");
         bar.finish_and_clear();
-        let state =
+        trained.state =
             pollster::block_on(learner.to_bytes(model.config())).map_err(CliError::failed)?;
         let (routing_typos, routing_first16) = robustness(
-            &model, &learner, &tokenizer, &heldout, &data, args.seed, &device,
+            &model,
+            learner,
+            &tokenizer,
+            &heldout,
+            &project.data,
+            seed,
+            &device,
         )?;
+        let report = trained.report.clone();
         results.push(MethodResult {
             method,
             summary_routed: report.summary(Routing::Routed),
@@ -374,32 +404,32 @@ pub(crate) fn train(context: &Context, args: TrainArgs) -> Result<(), CliError> 
             routing_accuracy: report.confusion().and_then(|c| c.accuracy()),
             routing_typos,
             routing_first16,
-            report: report.clone(),
-        });
-        trained.push(Trained {
-            method,
-            state,
             report,
         });
     }
-    let project = Project {
-        base_model: identity,
-        tasks,
-        data,
-        train: train_config,
-        mose: mose_config,
-        seed: args.seed,
-        trained,
+    let out = match (&args.out, &args.continue_from) {
+        (Some(out), _) => out,
+        (None, Some(continued)) => continued,
+        (None, None) => unreachable!("clap requires --out without --continue"),
     };
-    let bytes = project.to_bytes().map_err(CliError::failed)?;
-    std::fs::write(&args.out, bytes)
-        .map_err(|e| CliError::Failed(format!("{}: {e}", args.out.display())))?;
+    write_atomically(out, &project.to_bytes().map_err(CliError::failed)?)?;
     let mut text = results_text(&results);
-    let _ = writeln!(text, "wrote {}", args.out.display());
-    if let Some(path) = record_runs(&args.record, &args.model, args.steps, &results)? {
+    let _ = writeln!(text, "wrote {}", out.display());
+    if let Some(path) = record_runs(&args.record, &args.model, steps, &results)? {
         let _ = writeln!(text, "recorded the runs in {}", path.display());
     }
     context.finish(&results, &text)
+}
+
+/// Writes `bytes` to `path` through a file beside it, so that a project
+/// written over is never left half-written.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    let failed = |e: std::io::Error| CliError::Failed(format!("{}: {e}", path.display()));
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    std::fs::write(&partial, bytes).map_err(failed)?;
+    std::fs::rename(&partial, path).map_err(failed)
 }
 
 /// R matrices and summaries, as a person reads them.
@@ -486,9 +516,13 @@ fn table_row(text: &mut String, label: &str, cells: Vec<String>, width: usize) {
 fn load_project(path: &Path, identity: &BaseModel) -> Result<Project, CliError> {
     let project = Project::from_bytes(&read_file(path)?)
         .map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
-    project
-        .check_base_model(identity)
-        .map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
+    project.check_base_model(identity).map_err(|e| match e {
+        ProjectError::WrongBaseModel { .. } => CliError::Input(format!(
+            "{}: {e}: pass --model with that model's folder",
+            path.display()
+        )),
+        e => CliError::Input(format!("{}: {e}", path.display())),
+    })?;
     Ok(project)
 }
 
@@ -497,7 +531,7 @@ pub(crate) fn eval(context: &Context, args: EvalArgs) -> Result<(), CliError> {
     let device = compute.device.clone();
     let (model, tokenizer, identity) = base_model(&args.model, &device)?;
     let project = load_project(&args.project, &identity)?;
-    let examples = task_examples(&project.tasks, &tokenizer, &project.data)?;
+    let examples = project_examples(&project, &tokenizer).map_err(CliError::input)?;
     let pad = tokenizer.pad_id();
     let heldout = heldout_samples(&project.tasks);
     let mut results = Vec::new();
@@ -510,7 +544,9 @@ pub(crate) fn eval(context: &Context, args: EvalArgs) -> Result<(), CliError> {
         let bar = context.bar(learned as u64, trained.method.name(), "tasks");
         let mut routed = Vec::new();
         let mut oracle = Vec::new();
-        for (j, (_, heldout)) in examples.iter().enumerate().take(report.tasks.len()) {
+        for (j, TaskExamples { heldout, .. }) in
+            examples.iter().enumerate().take(report.tasks.len())
+        {
             let score = |routing| {
                 score_task(
                     &model,

@@ -16,8 +16,34 @@ use serde::Serialize;
 use crate::pretrain::device_name;
 use crate::{BackendArg, CliError, Context, compute, read_file};
 
-/// The model folder the commands use when none is named: the embedded default.
+/// The model folder the commands use when none is named: the embedded
+/// default, read from this folder when it is there (in the repository,
+/// where `mose pretrain` writes it) and otherwise from the copy built into
+/// the command ([`EMBEDDED_MODEL`]), so that a project on the embedded model
+/// opens from any folder.
 pub(crate) const DEFAULT_MODEL: &str = "www/model";
+
+/// The embedded model's files as they were when this command was built.
+const EMBEDDED_MODEL: [(&str, &[u8]); 3] = [
+    ("config.json", include_bytes!("../../www/model/config.json")),
+    (
+        "model.safetensors",
+        include_bytes!("../../www/model/model.safetensors"),
+    ),
+    (
+        "tokenizer.json",
+        include_bytes!("../../www/model/tokenizer.json"),
+    ),
+];
+
+/// The router's statistics of the embedded model's own text ([`BACKGROUND_FILE`]).
+const EMBEDDED_BACKGROUND: &[u8] = include_bytes!("../../www/model/background.safetensors");
+
+/// Whether `dir` is the default model folder and is not there, so that the
+/// built-in copy stands in for it.
+fn built_in(dir: &Path) -> bool {
+    dir == Path::new(DEFAULT_MODEL) && !dir.join("config.json").exists()
+}
 
 /// Arguments of `mose generate`.
 #[derive(clap::Args, Debug)]
@@ -81,6 +107,13 @@ pub(crate) struct InfoArgs {
 
 /// Loads a model folder; anything wrong with it is the person's input.
 pub(crate) fn load_model(dir: &Path) -> Result<Checkpoint, CliError> {
+    if built_in(dir) {
+        let files: Vec<(String, Vec<u8>)> = EMBEDDED_MODEL
+            .iter()
+            .map(|(name, bytes)| (name.to_string(), bytes.to_vec()))
+            .collect();
+        return Checkpoint::from_files(&files).map_err(CliError::failed);
+    }
     if !dir.join("config.json").exists() {
         return Err(CliError::Input(format!(
             "{} is not a model folder (no config.json); pass --model with a folder holding config.json, model.safetensors and tokenizer.json",
@@ -113,6 +146,11 @@ pub(crate) fn identity(dir: &Path, checkpoint: &Checkpoint) -> BaseModel {
 /// The statistics of the base model's own text that the model folder `dir`
 /// carries ([`BACKGROUND_FILE`]), if it carries them.
 pub(crate) fn read_background(dir: &Path) -> Result<Option<Background>, CliError> {
+    if built_in(dir) {
+        return Background::from_bytes(EMBEDDED_BACKGROUND)
+            .map(Some)
+            .map_err(CliError::failed);
+    }
     let path = dir.join(BACKGROUND_FILE);
     if !path.exists() {
         return Ok(None);

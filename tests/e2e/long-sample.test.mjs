@@ -1,0 +1,89 @@
+// End-to-end: a pasted task with a sample longer than the sequence length
+// (docs/UX.md, "Long samples"). In CPU mode: a `prompt => answer` task whose
+// one answer alone is longer than any sequence is added, not refused; its
+// card warns that the answer is cut, and a long plain text is learned in
+// windows with its own warning. The task is then learned (a few steps, MoSE
+// beside plain LoRA) and the project exported; the native command then
+// learns one more task on that export (`mose train --continue`) and keeps
+// its two learned tasks' rows. The command is MOSE_BIN, or target/debug/mose
+// (scripts/test.sh builds it in its native section).
+//
+// usage, from the repository root, after `trunk build --release` (scripts/test.sh
+// builds with `--cargo-profile wasm-test`, which shares the wasm tests' build):
+//   node --test --test-reporter=spec tests/e2e/
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import {
+  READY_TIMEOUT_MS, CPU_ARGS, tid, startServer, tempDir, openApp, cards, waitUntil, addText,
+  exportProject, errorText, numberIn, weatherReports,
+} from './lib.mjs';
+
+const STEPS = 4;
+
+let server;
+before(async () => { server = await startServer(); });
+after(() => server?.close());
+
+/** Question => answer lines about the weather, the last answer far longer than any sequence. */
+function longPairs() {
+  const pairs = weatherReports(12).map((report, i) => `report ${i + 1} => ${report.split('.')[1].trim()}`);
+  pairs.push(`the whole week => ${weatherReports(14).join(' ')}`);
+  return pairs.join('\n');
+}
+
+test('a long pasted sample is cut or split with a warning, and learned', { timeout: READY_TIMEOUT_MS + 10 * 60_000 }, async () => {
+  const run = await openApp(server.origin, { args: CPU_ARGS, label: 'long sample' });
+  const { page, log } = run;
+  const dir = tempDir();
+  try {
+    await addText(page, 'forecasts', longPairs());
+    await addText(page, 'almanac', [weatherReports(30).join(' '), ...weatherReports(8)].join('\n\n'));
+    assert.equal(await errorText(page), '', 'a long sample was refused');
+    const warnings = await page.$$eval(tid('task-card'), (els) => els.map((card) => [...card.querySelectorAll('[data-testid="task-warning"]')]
+      .map((w) => w.textContent.trim())));
+    log(`warnings: ${JSON.stringify(warnings)}`);
+    assert.ok(warnings[0].some((w) => /1 answer is longer than \d+ tokens allow and cut/.test(w)),
+      `the pair task's card does not warn of its cut answer: ${warnings[0]}`);
+    assert.ok(warnings[1].some((w) => /\d+ texts? (is|are) longer than \d+ tokens and learned in windows/.test(w)),
+      `the text task's card does not warn of its long text: ${warnings[1]}`);
+
+    const settings = page.locator(tid('train-settings'));
+    if (!(await settings.evaluate((d) => d.open))) await settings.locator('summary').first().click();
+    await page.fill(tid('train-steps'), String(STEPS));
+    await page.locator(tid('train-steps')).blur();
+    assert.ok(await page.isChecked(tid('compare-lora')), 'plain LoRA is compared by default');
+    for (const learned of [1, 2]) {
+      await page.click(tid('learn-next'));
+      await waitUntil(page, (n) => document.querySelector('[data-testid="train-state"]')?.dataset.state === 'idle'
+        && new RegExp(`^\\s*${n}\\b`).test(document.querySelector('[data-testid="learned-count"]')?.textContent ?? ''),
+      learned, { timeout: 300_000, what: `task ${learned} was not learned` });
+    }
+    assert.equal(await numberIn(page, 'learned-count'), 2);
+    assert.deepEqual((await cards(page)).map((c) => c.learned), ['true', 'true']);
+
+    const exported = await exportProject(page, dir);
+    log(`exported ${exported.name}: ${exported.bytes.length} bytes`);
+
+    // The app's project, continued by the native command with one more task.
+    const mose = path.resolve(process.env.MOSE_BIN ?? 'target/debug/mose');
+    assert.ok(fs.existsSync(mose), `no ${mose}: build it with \`cargo build --features cli --bin mose\` or set MOSE_BIN`);
+    fs.writeFileSync(path.join(dir, 'colours.txt'),
+      'red and blue => purple\nred and yellow => orange\nblue and yellow => green\nblack and white => grey\n');
+    const cli = (...args) => execFileSync(mose, args, { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const started = Date.now();
+    const results = JSON.parse(cli('train', '--continue', exported.file, 'colours=colours.txt', '--steps', '2',
+      '--max-heldout', '2', '--json'));
+    log(`mose train --continue on the export: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    assert.deepEqual(results.map((r) => r.method), ['mose', 'seq-lora'], 'the app\'s methods');
+    for (const r of results) {
+      assert.deepEqual(r.report.tasks, ['forecasts', 'almanac', 'colours']);
+      assert.equal(r.report.routed.length, 3, `${r.method}: three rows after three tasks`);
+    }
+    assert.deepEqual(run.problems.pageErrors, [], 'page errors');
+  } finally {
+    await run.close();
+  }
+});
