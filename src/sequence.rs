@@ -2,14 +2,13 @@
 //! after each, routed and with the oracle, to fill the R matrices of docs/METHOD.md
 //! ("Metrics"). The CLI, the app and the tests all run sequences through here.
 
-use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
 use crate::data::Example;
 use crate::eval::metrics::{Confusion, Summary, summarize};
 use crate::eval::{Routing, TaskScore, score_task};
-use crate::model::Llama;
+use crate::model::FrozenBase;
 use crate::mose::{Capacity, Learner, Likeness, Method, MoseError};
 use crate::train::{Flow, RunEnd, StepReport, TaskRun, TrainConfig, TrainError};
 
@@ -175,25 +174,13 @@ impl SequenceReport {
 /// # Errors
 /// [`MoseError`] when the device cannot hand the scores back.
 pub async fn score_base(
-    model: &Llama,
+    base: FrozenBase<'_>,
     report: &mut SequenceReport,
     tasks: &[SequenceTask<'_>],
-    pad_id: u32,
     eval_batch: usize,
-    device: &Device,
 ) -> Result<(), MoseError> {
     for (j, task) in tasks.iter().enumerate().skip(report.base.len()) {
-        let score = score_task(
-            model,
-            None,
-            j,
-            task.heldout,
-            pad_id,
-            Routing::Oracle,
-            eval_batch,
-            device,
-        )
-        .await?;
+        let score = score_task(base, None, j, task.heldout, Routing::Oracle, eval_batch).await?;
         report.base.push(score);
     }
     report.tasks = tasks.iter().map(|t| t.name.to_string()).collect();
@@ -206,32 +193,18 @@ pub async fn score_base(
 ///
 /// # Errors
 /// [`MoseError`] when the device cannot hand the scores back.
-#[allow(clippy::too_many_arguments)]
 pub async fn score_learned(
-    model: &Llama,
+    base: FrozenBase<'_>,
     learner: &Learner,
     report: &mut SequenceReport,
     tasks: &[SequenceTask<'_>],
     capacity: Capacity,
-    pad_id: u32,
     eval_batch: usize,
-    device: &Device,
 ) -> Result<(), MoseError> {
     let mut routed_row = Vec::with_capacity(tasks.len());
     let mut oracle_row = Vec::with_capacity(tasks.len());
     for (j, task) in tasks.iter().enumerate() {
-        let score = |routing| {
-            score_task(
-                model,
-                Some(learner),
-                j,
-                task.heldout,
-                pad_id,
-                routing,
-                eval_batch,
-                device,
-            )
-        };
+        let score = |routing| score_task(base, Some(learner), j, task.heldout, routing, eval_batch);
         let routed_score = score(Routing::Routed).await?;
         // Without a router both modes run the same adapter.
         let oracle_score = match learner.method().is_routed() {
@@ -250,27 +223,22 @@ pub async fn score_learned(
 
 /// Learns `tasks` in order with `learner`, scoring every task after each.
 /// Returns `None` when `on_event` stopped it.
-#[allow(clippy::too_many_arguments)]
 pub async fn run_sequence(
-    model: &Llama,
+    base: FrozenBase<'_>,
     learner: &mut Learner,
     tasks: &[SequenceTask<'_>],
-    pad_id: u32,
     config: &TrainConfig,
     eval_batch: usize,
-    device: &Device,
     on_event: &mut dyn FnMut(SequenceEvent) -> Flow,
 ) -> Result<Option<SequenceReport>, TrainError> {
     let mut report = SequenceReport::new(learner.method());
     let finished = continue_sequence(
-        model,
+        base,
         learner,
         &mut report,
         tasks,
-        pad_id,
         config,
         eval_batch,
-        device,
         on_event,
     )
     .await?;
@@ -283,37 +251,27 @@ pub async fn run_sequence(
 /// sequence begun, or one continued from a saved project. Returns whether
 /// it finished (`false` when `on_event` stopped it; `report` then holds the
 /// tasks finished so far).
-#[allow(clippy::too_many_arguments)]
 pub async fn continue_sequence(
-    model: &Llama,
+    base: FrozenBase<'_>,
     learner: &mut Learner,
     report: &mut SequenceReport,
     tasks: &[SequenceTask<'_>],
-    pad_id: u32,
     config: &TrainConfig,
     eval_batch: usize,
-    device: &Device,
     on_event: &mut dyn FnMut(SequenceEvent) -> Flow,
 ) -> Result<bool, TrainError> {
     let started = Instant::now();
     let seconds_before = report.seconds;
-    score_base(model, report, tasks, pad_id, eval_batch, device).await?;
+    score_base(base, report, tasks, eval_batch).await?;
     for (i, task) in tasks.iter().enumerate().skip(report.learned()) {
-        let mut run = TaskRun::start(
-            model, learner, task.name, task.train, pad_id, config, device,
-        )
-        .await?;
+        let mut run = TaskRun::start(base, learner, task.name, task.train, config).await?;
         let mut on_step = |report: &StepReport| {
             on_event(SequenceEvent::Step {
                 task: i,
                 report: report.clone(),
             })
         };
-        if run
-            .run(model, learner, task.train, pad_id, device, &mut on_step)
-            .await?
-            == RunEnd::Stopped
-        {
+        if run.run(base, learner, task.train, &mut on_step).await? == RunEnd::Stopped {
             return Ok(false);
         }
         let likeness = run.likeness();
@@ -326,10 +284,7 @@ pub async fn continue_sequence(
         {
             return Ok(false);
         }
-        score_learned(
-            model, learner, report, tasks, learned, pad_id, eval_batch, device,
-        )
-        .await?;
+        score_learned(base, learner, report, tasks, learned, eval_batch).await?;
         report.seconds = seconds_before + started.elapsed().as_secs_f64();
         if on_event(SequenceEvent::Scored { after: i }) == Flow::Stop {
             return Ok(false);

@@ -708,7 +708,11 @@ fn a_project_continues_with_more_tasks_from_any_folder() {
     .unwrap();
     let run = |args: &[&str]| {
         let output = mose_in(&dir, args);
-        assert!(output.status.success(), "mose {args:?}: {}", stderr(&output));
+        assert!(
+            output.status.success(),
+            "mose {args:?}: {}",
+            stderr(&output)
+        );
         output
     };
     let small = ["--steps", "2", "--max-heldout", "2", "--max-seq-len", "32"];
@@ -758,7 +762,14 @@ fn a_project_continues_with_more_tasks_from_any_folder() {
     assert!((was - now).abs() < 1e-4, "oracle before {was}, after {now}");
 
     // A continued project keeps its methods and settings.
-    let message = refused(&["train", "--continue", "p.moselab", "x.txt", "--methods", "mose"]);
+    let message = refused(&[
+        "train",
+        "--continue",
+        "p.moselab",
+        "x.txt",
+        "--methods",
+        "mose",
+    ]);
     assert!(message.contains("--methods"), "{message}");
     // A task name the project has is refused, and the project stays as it was.
     let saved = std::fs::read(dir.join("p.moselab")).unwrap();

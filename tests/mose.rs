@@ -8,15 +8,17 @@ mod common;
 use burn::tensor::Device;
 use common::mose::{
     SHORT_SEQUENCE, Setup, TOKENIZER, TaskSplit, assert_matches_recorded, fixture_config,
-    fixture_learner, learner, run, setup,
+    fixture_learner, learner, run, setup, synthetic_tasks,
 };
-use mose_lab::data::DataConfig;
+use mose_lab::data::{DataConfig, Sample};
 use mose_lab::eval::{Routing, generate_routed, score_task};
 use mose_lab::export::{ExportError, Exported, export};
-use mose_lab::model::Llama;
 use mose_lab::model::generate::GenerationConfig;
+use mose_lab::model::{FrozenBase, Llama};
 use mose_lab::mose::{Background, GateKind, Learner, Method, MoseConfig, MoseError, RouterKind};
+use mose_lab::project::{BaseModel, Project, ProjectTask};
 use mose_lab::sequence::SequenceReport;
+use mose_lab::session::{LearnNext, Ran, SessionError, open_learners, start_methods};
 use mose_lab::tokenizer::Tokenizer;
 use mose_lab::train::{
     Flow, RunEnd, StepReport, TaskRun, TrainConfig, TrainError, base_model_background,
@@ -169,15 +171,18 @@ fn a_saved_state_loads_back_exactly_and_scores_the_same() {
             method.name()
         );
         let score = |l: &Learner| {
-            pollster::block_on(mose_lab::eval::score_task(
+            let base = FrozenBase {
                 model,
+                pad_id: pad,
+                device: &device,
+            };
+            pollster::block_on(mose_lab::eval::score_task(
+                base,
                 Some(l),
                 1,
                 &splits[1].heldout,
-                pad,
                 Routing::Routed,
                 8,
-                &device,
             ))
             .unwrap()
         };
@@ -208,13 +213,12 @@ fn merged_generation_gives_the_unmerged_tokens() {
                     ..GenerationConfig::default()
                 };
                 pollster::block_on(generate_routed(
-                    &s.model,
+                    s.base(&device),
                     &learner,
                     &tokenizer,
                     prompt,
                     &DataConfig::default(),
                     &settings,
-                    &device,
                     |_| {},
                 ))
                 .unwrap()
@@ -280,15 +284,18 @@ fn an_exported_task_scores_as_the_routed_model_does() {
         for (task, split) in s.splits[..2].iter().enumerate() {
             // Scored with task `routed`'s adapter (the oracle's route to it).
             let score = |model, learner, routed| {
-                pollster::block_on(score_task(
+                let base = FrozenBase {
                     model,
+                    pad_id: s.pad,
+                    device: &device,
+                };
+                pollster::block_on(score_task(
+                    base,
                     learner,
                     routed,
                     &split.heldout,
-                    s.pad,
                     Routing::Oracle,
                     8,
-                    &device,
                 ))
                 .unwrap()
                 .log_likelihood
@@ -444,14 +451,13 @@ fn learn_with_stops(
     let model = &s.model;
     let load = || Learner::from_bytes(saved, model.config(), device).unwrap();
     let mut learner = load();
+    let base = s.base(device);
     let mut run = pollster::block_on(TaskRun::start(
-        model,
+        base,
         &learner,
         split.name,
         &split.train,
-        s.pad,
         config,
-        device,
     ))
     .unwrap();
     for &stop in stops {
@@ -459,9 +465,7 @@ fn learn_with_stops(
             true => Flow::Stop,
             false => Flow::Continue,
         };
-        let end =
-            pollster::block_on(run.run(model, &learner, &split.train, s.pad, device, &mut on_step))
-                .unwrap();
+        let end = pollster::block_on(run.run(base, &learner, &split.train, &mut on_step)).unwrap();
         assert_eq!(end, RunEnd::Stopped);
         assert_eq!(run.step(), stop);
         let bytes = pollster::block_on(run.checkpoint()).unwrap();
@@ -477,12 +481,7 @@ fn learn_with_stops(
         .unwrap();
     }
     let end =
-        pollster::block_on(
-            run.run(model, &learner, &split.train, s.pad, device, &mut |_| {
-                Flow::Continue
-            }),
-        )
-        .unwrap();
+        pollster::block_on(run.run(base, &learner, &split.train, &mut |_| Flow::Continue)).unwrap();
     assert_eq!(end, RunEnd::Finished);
     let losses = run.losses.clone();
     pollster::block_on(run.finish(&mut learner)).unwrap();
@@ -522,32 +521,23 @@ fn a_checkpoint_resumes_only_into_its_own_task() {
     let device = Device::flex();
     let s = setup(24, 5, &device);
     let config = TrainConfig::new().with_steps_per_task(4);
-    let (model, pad, splits) = (&s.model, s.pad, &s.splits);
+    let (model, splits) = (&s.model, &s.splits);
     let other_method = learner(Method::SeqLora, model, &device);
     let mut learner = learner(Method::Mose, model, &device);
+    let base = s.base(&device);
     let mut run = pollster::block_on(TaskRun::start(
-        model,
+        base,
         &learner,
         splits[0].name,
         &splits[0].train,
-        pad,
         &config,
-        &device,
     ))
     .unwrap();
     let mut stop_at_2 = |r: &StepReport| match r.step {
         2 => Flow::Stop,
         _ => Flow::Continue,
     };
-    pollster::block_on(run.run(
-        model,
-        &learner,
-        &splits[0].train,
-        pad,
-        &device,
-        &mut stop_at_2,
-    ))
-    .unwrap();
+    pollster::block_on(run.run(base, &learner, &splits[0].train, &mut stop_at_2)).unwrap();
     let bytes = pollster::block_on(run.checkpoint()).unwrap();
     let resume = |bytes: &[u8], learner: &Learner, examples| match pollster::block_on(
         TaskRun::resume(bytes, model, learner, examples, &device),
@@ -677,7 +667,7 @@ fn a_bad_state_file_gives_a_typed_error() {
 fn a_related_task_reuses_sub_experts_and_an_unseen_one_gets_the_base_model() {
     let device = Device::flex();
     let s = setup(64, 3, &device);
-    let (model, pad) = (&s.model, s.pad);
+    let model = &s.model;
     // Two halves of the counting task's training text, as two tasks: the
     // router cannot tell them apart, so the second should build on the first.
     let counting = &s.splits[0];
@@ -697,21 +687,17 @@ fn a_related_task_reuses_sub_experts_and_an_unseen_one_gets_the_base_model() {
     let mut mose = learner(Method::Mose, model, &device);
     let mut likeness = Vec::new();
     for split in [&halves[0], &s.splits[1], &halves[1]] {
+        let base = s.base(&device);
         let mut run = pollster::block_on(TaskRun::start(
-            model,
+            base,
             &mose,
             split.name,
             &split.train,
-            pad,
             &config,
-            &device,
         ))
         .unwrap();
         likeness.push(run.likeness());
-        let end =
-            pollster::block_on(run.run(model, &mose, &split.train, pad, &device, &mut |_| {
-                Flow::Continue
-            }))
+        let end = pollster::block_on(run.run(base, &mose, &split.train, &mut |_| Flow::Continue))
             .unwrap();
         assert_eq!(end, RunEnd::Finished);
         pollster::block_on(run.finish(&mut mose)).unwrap();
@@ -746,14 +732,12 @@ fn a_related_task_reuses_sub_experts_and_an_unseen_one_gets_the_base_model() {
     // The shouting task was never learned: the base model answers it.
     let score = |learner: Option<&Learner>| {
         pollster::block_on(mose_lab::eval::score_task(
-            model,
+            s.base(&device),
             learner,
             2,
             &s.splits[2].heldout,
-            pad,
             Routing::Routed,
             8,
-            &device,
         ))
         .unwrap()
     };
@@ -782,7 +766,7 @@ fn small_background() -> MoseConfig {
 fn the_routers_model_of_the_base_models_own_text_saves_and_loads_exactly() {
     let device = Device::flex();
     let s = setup(24, 5, &device);
-    let (model, pad, splits) = (&s.model, s.pad, &s.splits);
+    let (model, splits) = (&s.model, &s.splits);
     let config = TrainConfig::new()
         .with_steps_per_task(4)
         .with_learning_rate(1e-2);
@@ -804,14 +788,12 @@ fn the_routers_model_of_the_base_models_own_text_saves_and_loads_exactly() {
         let mut routes = Vec::new();
         for split in splits {
             let score = pollster::block_on(mose_lab::eval::score_task(
-                model,
+                s.base(&device),
                 Some(l),
                 0,
                 &split.heldout,
-                pad,
                 Routing::Routed,
                 8,
-                &device,
             ))
             .unwrap();
             routes.push(score.routed_to);
@@ -827,7 +809,7 @@ fn the_routers_model_of_the_base_models_own_text_saves_and_loads_exactly() {
 fn the_base_models_own_text_kept_with_the_model_is_adopted_as_if_read_by_the_task() {
     let device = Device::flex();
     let s = setup(24, 5, &device);
-    let (model, pad) = (&s.model, s.pad);
+    let model = &s.model;
     let config = TrainConfig::new()
         .with_steps_per_task(3)
         .with_learning_rate(1e-2);
@@ -835,12 +817,10 @@ fn the_base_models_own_text_kept_with_the_model_is_adopted_as_if_read_by_the_tas
     let fresh = |mose: &MoseConfig| fixture_learner(Method::Mose, mose.clone(), model, &device);
     // What `mose background` writes into a model folder, and reads back.
     let background = pollster::block_on(base_model_background(
-        model,
+        s.base(&device),
         "0123456789abcdef",
         &fresh(&mose),
-        pad,
         &config,
-        &device,
     ))
     .unwrap()
     .expect("the fixture model names a start token");
@@ -954,4 +934,115 @@ fn the_short_sequence_on_wgpu_matches_the_recorded_native_run() {
     let report = pollster::block_on(SHORT_SEQUENCE.run(&device));
     print_report(&report);
     assert_matches_recorded(&report, "wgpu");
+}
+
+/// The tiny model's project of the first two synthetic tasks, as text.
+fn synthetic_project(model: &Llama, data: &DataConfig) -> Project {
+    let train = TrainConfig::new()
+        .with_steps_per_task(6)
+        .with_learning_rate(1e-2);
+    let identity = BaseModel::of("tiny", model.config(), b"the tiny test model");
+    let mut project = Project::new(identity, data.clone(), train, small_background(), 5);
+    for (name, samples) in synthetic_tasks(24, 5).into_iter().take(2) {
+        let texts: Vec<String> = samples
+            .into_iter()
+            .map(|s| match s {
+                Sample::Text(text) => text,
+                Sample::Pair { .. } => unreachable!("the synthetic tasks are text"),
+            })
+            .collect();
+        let task = ProjectTask::from_text(name, texts.join("\n\n").as_bytes(), data, 5).unwrap();
+        project.tasks.push(task);
+    }
+    project
+}
+
+#[test]
+fn the_session_learns_task_by_task_and_a_run_resumed_from_its_checkpoint_ends_the_same() {
+    let device = Device::flex();
+    let s = setup(24, 5, &device);
+    let tokenizer = Tokenizer::from_json(TOKENIZER).unwrap();
+    let data = DataConfig::default();
+    let base = s.base(&device);
+    let methods = [Method::Mose, Method::SeqLora];
+    let keep_going = &mut |_: usize, _: &StepReport| Flow::Continue;
+
+    // Both tasks, each learned by both methods in turn, then scored.
+    let mut whole = synthetic_project(&s.model, &data);
+    let mut learners = start_methods(&mut whole, &methods, s.model.config(), &device).unwrap();
+    for task in 0..2 {
+        let mut next = LearnNext::new(&whole, &tokenizer).unwrap();
+        assert_eq!(next.task(), task);
+        let mut ran = Vec::new();
+        loop {
+            match pollster::block_on(next.run(base, &whole, &mut learners, keep_going)).unwrap() {
+                Ran::Learned => break,
+                other => ran.push(other),
+            }
+        }
+        assert_eq!(ran, [Ran::MethodLearned(0), Ran::MethodLearned(1)]);
+        pollster::block_on(next.score(base, &mut whole, &learners, 8, &mut |_| {})).unwrap();
+    }
+    assert_eq!(whole.learned(), 2);
+    assert!(matches!(
+        LearnNext::new(&whole, &tokenizer),
+        Err(SessionError::NothingToLearn)
+    ));
+    // The saved states open as learners that hold what the scores say.
+    let reopened = open_learners(&whole, s.model.config(), &device).unwrap();
+    assert_eq!(reopened.len(), 2);
+    // MoSE leaves the first task alone: its oracle score stays.
+    let oracle = whole.trained[0].report.r_matrix(Routing::Oracle);
+    assert_eq!(oracle[0][0], oracle[1][0]);
+
+    // The second task again, interrupted: MoSE finishes and its state is
+    // kept; plain LoRA stops at step 3 and is checkpointed; after a
+    // "reload" (learners from the project saved after the first task) it
+    // resumes there.
+    let mut project = synthetic_project(&s.model, &data);
+    let mut learners = start_methods(&mut project, &methods, s.model.config(), &device).unwrap();
+    let mut first = LearnNext::new(&project, &tokenizer).unwrap();
+    while pollster::block_on(first.run(base, &project, &mut learners, keep_going)).unwrap()
+        != Ran::Learned
+    {}
+    pollster::block_on(first.score(base, &mut project, &learners, 8, &mut |_| {})).unwrap();
+    let mut next = LearnNext::new(&project, &tokenizer).unwrap();
+    let mut stop_at_3 = |k: usize, r: &StepReport| match (k, r.step) {
+        (1, 3) => Flow::Stop,
+        _ => Flow::Continue,
+    };
+    let mut kept = Vec::new();
+    loop {
+        match pollster::block_on(next.run(base, &project, &mut learners, &mut stop_at_3)).unwrap() {
+            Ran::MethodLearned(k) => {
+                kept.push(pollster::block_on(learners[k].to_bytes(s.model.config())).unwrap())
+            }
+            Ran::Stopped => break,
+            Ran::Learned => panic!("plain LoRA was to stop at step 3"),
+        }
+    }
+    assert_eq!((next.method(), next.progress().0), (1, 3));
+    let checkpoint = pollster::block_on(next.checkpoint()).unwrap().unwrap();
+    drop((next, learners));
+    let mut learners = open_learners(&project, s.model.config(), &device).unwrap();
+    learners[0] = Learner::from_bytes(&kept[0], s.model.config(), &device).unwrap();
+    let mut resumed = pollster::block_on(LearnNext::resume(
+        base,
+        &project,
+        &tokenizer,
+        &learners,
+        1,
+        &checkpoint,
+    ))
+    .unwrap();
+    while pollster::block_on(resumed.run(base, &project, &mut learners, keep_going)).unwrap()
+        != Ran::Learned
+    {}
+    pollster::block_on(resumed.score(base, &mut project, &learners, 8, &mut |_| {})).unwrap();
+    for (a, b) in project.trained.iter().zip(&whole.trained) {
+        let name = a.method.name();
+        assert!(a.state == b.state, "{name}: the resumed state differs");
+        assert_eq!(a.report.routed, b.report.routed, "{name}");
+        assert_eq!(a.report.oracle, b.report.oracle, "{name}");
+    }
 }

@@ -12,16 +12,13 @@ use leptos::task::spawn_local;
 use mose_lab::backend::{self, Compute};
 use mose_lab::data::{DataConfig, DataError, Sample};
 use mose_lab::export::{Exported, export};
-use mose_lab::model::LoadProgress;
 use mose_lab::model::generate::GenerationConfig;
+use mose_lab::model::{FrozenBase, LoadProgress};
 use mose_lab::mose::{Learner, Method, MoseConfig};
-use mose_lab::project::{Project, ProjectError, ProjectTask, TaskExamples};
-use mose_lab::sequence::{score_base, score_learned};
-use mose_lab::session::{
-    SessionError, open_learners, project_examples, sequence_tasks, start_methods,
-};
+use mose_lab::project::{Project, ProjectError, ProjectTask};
+use mose_lab::session::{LearnNext, Ran, SessionError, open_learners, start_methods};
 use mose_lab::tokenizer::Tokenizer;
-use mose_lab::train::{Flow, RunEnd, StepReport, TaskRun, TrainConfig};
+use mose_lab::train::{Flow, StepReport, TrainConfig};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -203,6 +200,11 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// The base model as runs take it: model, pad id and device.
+    pub fn frozen(&self) -> FrozenBase<'_> {
+        FrozenBase::new(&self.base.model, &self.base.tokenizer, &self.compute.device)
+    }
+
     /// The same engine on another base model.
     fn with_base(&self, base: Base) -> Self {
         Self {
@@ -1455,12 +1457,12 @@ pub fn task_stats(
         .collect()
 }
 
-/// The examples of every task, tokenized.
-fn examples_of(project: &Project, tokenizer: &Tokenizer) -> Result<Vec<TaskExamples>, String> {
-    project_examples(project, tokenizer).map_err(|e| match e {
-        SessionError::Data { task, source } => data_message(&task, &source),
+/// A session error as the page says it: a task's data error names the task.
+fn session_message(e: &SessionError) -> String {
+    match e {
+        SessionError::Data { task, source } => data_message(task, source),
         other => other.to_string(),
-    })
+    }
 }
 
 /// The body of [`Lab::learn_next`]: `Ok(Some(task))` when learned,
@@ -1507,167 +1509,150 @@ async fn learn_next(lab: Lab, resume: Option<Resume>) -> Result<Option<String>, 
     for later in project.tasks.iter_mut().skip(scored) {
         later.split.heldout.truncate(settings.heldout.max(1));
     }
-    let examples = examples_of(&project, &engine.base.tokenizer)?;
-    let sequence = sequence_tasks(&project.tasks, &examples);
-    let train = &examples[next].train;
-    let pad = engine.base.tokenizer.pad_id();
-    let model = &engine.base.model;
+    let base = engine.frozen();
+    let method_of: Vec<Method> = learners.iter().map(Learner::method).collect();
     let methods = learners.len();
-
-    lab.losses.set(Vec::new());
-    let mut capacities = Vec::with_capacity(methods);
-    let every = lab.config.with_value(|c| c.checkpoint_every).max(1);
-    let mut resume = resume;
-    for (k, learner) in learners.iter_mut().enumerate() {
-        if let Some(background) = &engine.base.background {
+    let tokenizer = &engine.base.tokenizer;
+    if let Some(r) = &resume {
+        // The methods that finished the task before the reload.
+        for (k, bytes) in r.finished.iter().enumerate() {
+            learners[k] = Learner::from_bytes(bytes, &engine.base.model_config, device)
+                .map_err(|e| cannot_resume(&e.to_string()))?;
+        }
+    }
+    if let Some(background) = &engine.base.background {
+        for learner in &mut learners {
             learner.adopt_background(background, &engine.base.identity.fingerprint);
         }
-        let method = learner.method();
-        let resumed = resume.as_ref().filter(|r| r.meta.method >= k);
-        if let Some(bytes) = resumed.and_then(|r| r.finished.get(k)) {
-            // This method finished the task before the reload.
-            *learner = Learner::from_bytes(bytes, &engine.base.model_config, device)
-                .map_err(|e| cannot_resume(&e.to_string()))?;
-            let capacity = learner.capacity().last().copied();
-            capacities.push(capacity.ok_or_else(|| cannot_resume("no capacity"))?);
-            continue;
-        }
-        lab.train_state.set(TrainState::Starting);
-        lab.progress.set(Progress {
-            task: task.name.clone(),
-            method: Some(method),
-            steps_left: project.train.steps_per_task * (methods - k),
-            ..Progress::default()
-        });
-        let mut run = match resume.take() {
-            Some(r) if r.meta.method == k => {
-                TaskRun::resume(&r.checkpoint, model, learner, train, device)
-                    .await
-                    .map_err(|e| cannot_resume(&e.to_string()))?
-            }
-            _ => TaskRun::start(
-                model,
-                learner,
-                &task.name,
-                train,
-                pad,
-                &project.train,
-                device,
-            )
-            .await
-            .map_err(|e| train_failed(&task.name, &e.to_string()))?,
-        };
-        // A resumed run's chart starts with the losses before the reload.
-        lab.losses.update(|l| {
-            l.extend(run.losses.iter().enumerate().map(|(i, &loss)| LossPoint {
+    }
+    let mut learning = match &resume {
+        Some(r) => LearnNext::resume(
+            base,
+            &project,
+            tokenizer,
+            &learners,
+            r.meta.method,
+            &r.checkpoint,
+        )
+        .await
+        .map_err(|e| cannot_resume(&e.to_string()))?,
+        None => LearnNext::new(&project, tokenizer).map_err(|e| session_message(&e))?,
+    };
+
+    // A resumed run's chart starts with the losses before the reload.
+    let (_, losses) = learning.progress();
+    let method = method_of[learning.method()];
+    lab.losses.set(
+        losses
+            .iter()
+            .enumerate()
+            .map(|(i, &loss)| LossPoint {
                 method,
                 step: i + 1,
                 loss,
-            }))
-        });
-        let meta = |step: usize| RunMeta {
-            next,
-            task: task.name.clone(),
-            settings: settings.clone(),
-            method: k,
-            step,
-            steps: project.train.steps_per_task,
-        };
-        lab.train_state.set(TrainState::Running);
-        let started = web_time::Instant::now();
-        let mut steps_here = 0usize;
-        let total = project.train.steps_per_task;
-        loop {
-            let mut checkpoint_due = false;
-            let mut on_step = |report: &StepReport| {
-                steps_here += 1;
-                checkpoint_due = report.step.is_multiple_of(every) && report.step < report.steps;
-                let per_step = started.elapsed().as_secs_f64() / steps_here as f64;
-                lab.losses.update(|l| {
-                    l.push(LossPoint {
-                        method,
-                        step: report.step,
-                        loss: report.loss,
-                    })
-                });
-                lab.progress.update(|p| {
-                    p.step = Some(report.clone());
-                    p.seconds_per_step = per_step;
-                    p.steps_left = (report.steps - report.step) + total * (methods - k - 1);
-                });
-                match lab.control.get_untracked() {
-                    Control::Run if !checkpoint_due => Flow::Continue,
-                    _ => Flow::Stop,
-                }
-            };
-            let end = run
-                .run(model, learner, train, pad, device, &mut on_step)
-                .await
-                .map_err(|e| train_failed(&task.name, &e.to_string()))?;
-            if end == RunEnd::Finished {
-                break;
-            }
-            if lab.control.get_untracked() != Control::Cancel {
-                // Stopped for a checkpoint, or paused: keep the place, so a
-                // reload can resume from here.
-                if let Ok(bytes) = run.checkpoint().await {
-                    lab.write_run("checkpoint", &bytes).await;
-                    let meta = serde_json::to_vec(&meta(run.step())).unwrap_or_default();
-                    lab.write_run("meta", &meta).await;
-                }
-            }
-            if lab.control.get_untracked() == Control::Pause {
-                lab.train_state.set(TrainState::Paused);
-                while lab.control.get_untracked() == Control::Pause {
-                    gloo_timers::future::TimeoutFuture::new(100).await;
-                }
-                lab.train_state.set(TrainState::Running);
-            }
-            if lab.control.get_untracked() == Control::Cancel {
-                return Ok(None);
-            }
+            })
+            .collect(),
+    );
+    let every = lab.config.with_value(|c| c.checkpoint_every).max(1);
+    let total = project.train.steps_per_task;
+    let meta = |method: usize, step: usize| RunMeta {
+        next,
+        task: task.name.clone(),
+        settings: settings.clone(),
+        method,
+        step,
+        steps: total,
+    };
+    // The method shown, when it started here, and its steps since.
+    let mut started: Option<(usize, web_time::Instant, usize)> = None;
+    lab.train_state.set(TrainState::Running);
+    loop {
+        let k = learning.method();
+        if k >= methods {
+            // Every method has learned the task: this call says so.
+        } else if started.is_none_or(|(shown, _, _)| shown != k) {
+            started = Some((k, web_time::Instant::now(), 0));
+            lab.progress.set(Progress {
+                task: task.name.clone(),
+                method: Some(method_of[k]),
+                steps_left: total * (methods - k) - learning.progress().0,
+                ..Progress::default()
+            });
         }
-        capacities.push(
-            run.finish(learner)
-                .await
-                .map_err(|e| train_failed(&task.name, &e.to_string()))?,
-        );
-        if k + 1 < methods
-            && let Ok(bytes) = learner.to_bytes(&engine.base.model_config).await
-        {
-            lab.write_run(&format!("learner.{k}"), &bytes).await;
+        let mut checkpoint_due = false;
+        let mut on_step = |k: usize, report: &StepReport| {
+            let (_, since, steps) = started.get_or_insert((k, web_time::Instant::now(), 0));
+            *steps += 1;
+            checkpoint_due = report.step.is_multiple_of(every) && report.step < report.steps;
+            let per_step = since.elapsed().as_secs_f64() / *steps as f64;
+            let method = method_of[k];
+            lab.losses.update(|l| {
+                l.push(LossPoint {
+                    method,
+                    step: report.step,
+                    loss: report.loss,
+                })
+            });
+            lab.progress.update(|p| {
+                p.step = Some(report.clone());
+                p.seconds_per_step = per_step;
+                p.steps_left = (report.steps - report.step) + total * (methods - k - 1);
+            });
+            match lab.control.get_untracked() {
+                Control::Run if !checkpoint_due => Flow::Continue,
+                _ => Flow::Stop,
+            }
+        };
+        let ran = learning
+            .run(base, &project, &mut learners, &mut on_step)
+            .await
+            .map_err(|e| train_failed(&task.name, &e.to_string()))?;
+        match ran {
+            Ran::Learned => break,
+            Ran::MethodLearned(k) if k + 1 < methods => {
+                // Kept for a reload: the next method starts from scratch.
+                if let Ok(bytes) = learners[k].to_bytes(&engine.base.model_config).await {
+                    lab.write_run(&format!("learner.{k}"), &bytes).await;
+                }
+            }
+            Ran::MethodLearned(_) => {}
+            Ran::Stopped => {
+                if lab.control.get_untracked() != Control::Cancel {
+                    // Stopped for a checkpoint, or paused: keep the place, so a
+                    // reload can resume from here.
+                    if let Ok(Some(bytes)) = learning.checkpoint().await {
+                        lab.write_run("checkpoint", &bytes).await;
+                        let at = meta(learning.method(), learning.progress().0);
+                        let meta = serde_json::to_vec(&at).unwrap_or_default();
+                        lab.write_run("meta", &meta).await;
+                    }
+                }
+                if lab.control.get_untracked() == Control::Pause {
+                    lab.train_state.set(TrainState::Paused);
+                    while lab.control.get_untracked() == Control::Pause {
+                        gloo_timers::future::TimeoutFuture::new(100).await;
+                    }
+                    lab.train_state.set(TrainState::Running);
+                }
+                if lab.control.get_untracked() == Control::Cancel {
+                    return Ok(None);
+                }
+            }
         }
     }
 
     lab.train_state.set(TrainState::Scoring);
     let eval_batch = lab.config.with_value(|c| c.eval_batch);
-    for (k, learner) in learners.iter().enumerate() {
+    let mut on_method = |k: usize| {
         lab.progress.update(|p| {
-            p.method = Some(learner.method());
+            p.method = Some(method_of[k]);
             p.scoring = Some((k, methods));
         });
-        let report = &mut project.trained[k].report;
-        let failed = |e: mose_lab::mose::MoseError| gpu_failed(&e.to_string());
-        score_base(model, report, &sequence, pad, eval_batch, device)
-            .await
-            .map_err(failed)?;
-        score_learned(
-            model,
-            learner,
-            report,
-            &sequence,
-            capacities[k],
-            pad,
-            eval_batch,
-            device,
-        )
+    };
+    learning
+        .score(base, &mut project, &learners, eval_batch, &mut on_method)
         .await
-        .map_err(failed)?;
-        project.trained[k].state = learner
-            .to_bytes(&engine.base.model_config)
-            .await
-            .map_err(failed)?;
-    }
+        .map_err(|e| gpu_failed(&e.to_string()))?;
     if lab.control.get_untracked() == Control::Cancel {
         return Ok(None);
     }

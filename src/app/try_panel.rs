@@ -112,16 +112,7 @@ pub fn TryPanel() -> impl IntoView {
             }
             let engine = lab.engine();
             let data = lab.project.with_untracked(|p| p.data.clone());
-            match route_prompt(
-                &engine.base.model,
-                &mose,
-                &engine.base.tokenizer,
-                &text,
-                &data,
-                &engine.compute.device,
-            )
-            .await
-            {
+            match route_prompt(engine.frozen(), &mose, &engine.base.tokenizer, &text, &data).await {
                 Ok(route) if typed.get_untracked() == generation => {
                     let tasks: Vec<String> =
                         mose.task_names().iter().map(|s| s.to_string()).collect();
@@ -220,13 +211,12 @@ pub fn TryPanel() -> impl IntoView {
                 let learner = method.and_then(|m| learners.iter().find(|l| l.method() == m));
                 let result = match (method, learner) {
                     (Some(_), Some(learner)) => generate_routed(
-                        &engine.base.model,
+                        engine.frozen(),
                         learner,
                         &engine.base.tokenizer,
                         &text,
                         &data,
                         &config,
-                        device,
                         on_text,
                     )
                     .await

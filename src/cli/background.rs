@@ -5,13 +5,14 @@
 
 use std::path::PathBuf;
 
+use mose_lab::model::FrozenBase;
 use mose_lab::mose::{BACKGROUND_FILE, Learner, Method};
 use mose_lab::train::{TrainConfig, base_model_background};
 use serde::Serialize;
 
-use crate::sequence::mose_config;
-use crate::tools::{DEFAULT_MODEL, base_model};
-use crate::{CliError, Context, compute};
+use crate::common::mose_config;
+use crate::common::{CliError, Context, compute};
+use crate::common::{DEFAULT_MODEL, base_model};
 
 /// Arguments of `mose background`.
 #[derive(clap::Args, Debug)]
@@ -54,13 +55,12 @@ pub(crate) fn run(context: &Context, args: BackgroundArgs) -> Result<(), CliErro
         args.model.display()
     ));
     let started = std::time::Instant::now();
+    let base = FrozenBase::new(&model, &tokenizer, &device);
     let background = pollster::block_on(base_model_background(
-        &model,
+        base,
         &identity.fingerprint,
         &learner,
-        tokenizer.pad_id(),
         &TrainConfig::new(),
-        &device,
     ))
     .map_err(CliError::failed)?
     .ok_or_else(|| {
@@ -73,7 +73,7 @@ pub(crate) fn run(context: &Context, args: BackgroundArgs) -> Result<(), CliErro
     let seconds = started.elapsed().as_secs_f64();
     let path = args.model.join(BACKGROUND_FILE);
     let bytes = background.to_bytes().map_err(CliError::failed)?;
-    std::fs::write(&path, bytes).map_err(|e| crate::io_error(&path, e))?;
+    std::fs::write(&path, bytes).map_err(|e| crate::common::io_error(&path, e))?;
     let output = BackgroundOutput {
         file: path.display().to_string(),
         fingerprint: identity.fingerprint,

@@ -17,6 +17,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use mose_lab::backend::{BackendKind, Compute};
 use mose_lab::data::{DataConfig, Example};
 use mose_lab::eval::generate_routed;
+use mose_lab::model::FrozenBase;
 use mose_lab::model::generate::{Generation, GenerationConfig, generate};
 use mose_lab::model::{Llama, LlamaConfig};
 use mose_lab::mose::{Learner, Method, MoseConfig};
@@ -24,10 +25,10 @@ use mose_lab::tokenizer::Tokenizer;
 use mose_lab::train::{Flow, TaskRun, TrainConfig};
 use serde::Serialize;
 
-use crate::pretrain::device_name;
-use crate::sequence::MethodArg;
-use crate::tools::{DEFAULT_MODEL, load_model};
-use crate::{CliError, Context, compute, read_file};
+use crate::common::MethodArg;
+use crate::common::device_name;
+use crate::common::{CliError, Context, compute, read_file};
+use crate::common::{DEFAULT_MODEL, load_model};
 
 /// Arguments of `mose bench`.
 #[derive(clap::Args, Debug)]
@@ -256,7 +257,7 @@ pub(crate) fn run(context: &Context, args: BenchArgs) -> Result<(), CliError> {
     };
     if let Some(path) = &args.save {
         let json = serde_json::to_string_pretty(&output).map_err(CliError::failed)?;
-        std::fs::write(path, json).map_err(|e| crate::io_error(path, e))?;
+        std::fs::write(path, json).map_err(|e| crate::common::io_error(path, e))?;
     }
     let text = report(&output);
     context.finish(&output, &text)
@@ -298,15 +299,13 @@ fn time_training(
     let config = TrainConfig::new()
         .with_steps_per_task(args.warmup_steps + args.steps)
         .with_batch_size(args.batch_size);
-    let pad = tokenizer.pad_id();
+    let base = FrozenBase::new(model, tokenizer, device);
     let bar = context.bar(config.steps_per_task as u64, method.name(), "steps");
-    let mut run = pollster::block_on(TaskRun::start(
-        model, &learner, "bench", windows, pad, &config, device,
-    ))
-    .map_err(CliError::failed)?;
+    let mut run = pollster::block_on(TaskRun::start(base, &learner, "bench", windows, &config))
+        .map_err(CliError::failed)?;
     let mut seconds = Vec::with_capacity(config.steps_per_task);
     let mut last = Instant::now();
-    pollster::block_on(run.run(model, &learner, windows, pad, device, &mut |_| {
+    pollster::block_on(run.run(base, &learner, windows, &mut |_| {
         seconds.push(last.elapsed().as_secs_f64());
         last = Instant::now();
         bar.inc(1);
@@ -417,14 +416,14 @@ fn time_generation(
     let data = DataConfig::default();
     let routed = |merge| {
         time(&mut || {
+            let base = FrozenBase::new(model, tokenizer, device);
             pollster::block_on(generate_routed(
-                model,
+                base,
                 &learner,
                 tokenizer,
                 &prompt,
                 &data,
                 &settings(merge),
-                device,
                 |_| {},
             ))
             .map(|(_, g)| g)

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use mose_lab::export::{Exported, export};
 use serde::Serialize;
 
-use crate::sequence::project_learner;
-use crate::tools::{DEFAULT_MODEL, load_model};
-use crate::{CliError, Context, compute};
+use crate::common::project_learner;
+use crate::common::{CliError, Context, compute};
+use crate::common::{DEFAULT_MODEL, load_model};
 
 /// Arguments of `mose export`.
 #[derive(clap::Args, Debug)]

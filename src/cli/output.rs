@@ -6,7 +6,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use crate::{CliError, Context};
+use crate::common::{CliError, Context};
 
 impl Context {
     /// A bar over `len` units of `unit` with its rate and time left; drawn

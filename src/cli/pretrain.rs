@@ -8,7 +8,6 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
-use mose_lab::backend::BackendKind;
 use mose_lab::model::generate::{GenerationConfig, generate};
 use mose_lab::model::{Checkpoint, Llama};
 use mose_lab::tokenizer::Tokenizer;
@@ -19,7 +18,7 @@ use mose_lab::train::pretrain::{
 use serde::Serialize;
 use web_time::Instant;
 
-use crate::{CliError, Context, compute, default_path, io_error, read_file};
+use crate::common::{CliError, Context, compute, default_path, device_name, io_error, read_file};
 
 /// The file the run's settings, curve and scores are written to, beside the model.
 const REPORT_FILE: &str = "pretrain.json";
@@ -374,15 +373,6 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
 fn command_line() -> String {
     let args: Vec<String> = std::env::args().skip(1).collect();
     format!("cargo mose {}", args.join(" "))
-}
-
-pub(crate) fn device_name(compute: &mose_lab::backend::Compute) -> String {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    match (compute.kind, &compute.adapter) {
-        (BackendKind::Wgpu, Some(adapter)) => format!("wgpu: {}", adapter.name),
-        (BackendKind::Cuda, _) => "cuda: device 0".to_string(),
-        _ => format!("cpu ({cores} threads)"),
-    }
 }
 
 fn source_sizes(train: &[Document], heldout: &[Document]) -> BTreeMap<String, SourceSize> {

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use mose_lab::eval::Routing;
 use serde::{Deserialize, Serialize};
 
-use crate::CliError;
-use crate::sequence::MethodResult;
-use crate::tools::DEFAULT_MODEL;
+use crate::common::CliError;
+use crate::common::DEFAULT_MODEL;
+use crate::results::MethodResult;
 
 /// Where and under which names `mose train` records its runs.
 #[derive(clap::Args, Debug)]

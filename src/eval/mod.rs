@@ -14,14 +14,14 @@ pub mod robustness;
 
 use std::ops::Range;
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{DataConfig, Example, PaddedBatch, generation_prompt, prompt_queries};
 use crate::model::generate::{
     GenerateError, Generation, GenerationConfig, generate, generate_adapted,
 };
-use crate::model::{Llama, next_token_nll};
+use crate::model::{FrozenBase, next_token_nll};
 use crate::mose::{Learner, MoseError, Route, read_vec};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 use crate::train::{batch_features, batch_tensors};
@@ -53,17 +53,19 @@ pub struct TaskScore {
 }
 
 /// Scores `examples` of task `task` with `learner` (the base model when `None`).
-#[allow(clippy::too_many_arguments)]
 pub async fn score_task(
-    model: &Llama,
+    base: FrozenBase<'_>,
     learner: Option<&Learner>,
     task: usize,
     examples: &[Example],
-    pad_id: u32,
     routing: Routing,
     batch_size: usize,
-    device: &Device,
 ) -> Result<TaskScore, MoseError> {
+    let FrozenBase {
+        model,
+        pad_id,
+        device,
+    } = base;
     let mut total_nll = 0.0f64;
     let mut tokens = 0usize;
     let mut exact = 0usize;
@@ -71,10 +73,7 @@ pub async fn score_task(
     let spans = sample_spans(examples);
     let sample_routes = match learner {
         Some(learner) => {
-            routes_for(
-                model, learner, task, examples, &spans, pad_id, routing, batch_size, device,
-            )
-            .await?
+            routes_for(base, learner, task, examples, &spans, routing, batch_size).await?
         }
         None => vec![Route::oracle(task, 0); spans.len()],
     };
@@ -135,12 +134,11 @@ pub async fn score_task(
 /// [`MoseError::Read`] when the prompt cannot be tokenized or the device
 /// cannot hand the feature back.
 pub async fn route_prompt(
-    model: &Llama,
+    base: FrozenBase<'_>,
     learner: &Learner,
     tokenizer: &Tokenizer,
     prompt: &str,
     data: &DataConfig,
-    device: &Device,
 ) -> Result<Route, MoseError> {
     let examples =
         prompt_queries(prompt, tokenizer, data).map_err(|e| MoseError::Read(e.to_string()))?;
@@ -148,8 +146,7 @@ pub async fn route_prompt(
         return Ok(learner.route(&[]));
     }
     let batch = learner.config().route_batch_size;
-    let features =
-        sample_features(model, learner, &examples, tokenizer.pad_id(), batch, device).await?;
+    let features = sample_features(base, learner, &examples, batch).await?;
     let mut pooled = vec![0.0f64; learner.feature_width()];
     for feature in &features {
         for (p, &x) in pooled.iter_mut().zip(feature) {
@@ -170,19 +167,18 @@ pub async fn route_prompt(
 ///
 /// # Errors
 /// [`GenerateError`] from generation; routing's errors as [`GenerateError::Read`].
-#[allow(clippy::too_many_arguments)]
 pub async fn generate_routed(
-    model: &Llama,
+    base: FrozenBase<'_>,
     learner: &Learner,
     tokenizer: &Tokenizer,
     prompt: &str,
     data: &DataConfig,
     config: &GenerationConfig,
-    device: &Device,
     on_text: impl FnMut(&str),
 ) -> Result<(Route, Generation), GenerateError> {
+    let FrozenBase { model, device, .. } = base;
     let route = match learner.method().is_routed() {
-        true => route_prompt(model, learner, tokenizer, prompt, data, device)
+        true => route_prompt(base, learner, tokenizer, prompt, data)
             .await
             .map_err(|e| GenerateError::Read(e.to_string()))?,
         false => Route::oracle(0, 0),
@@ -200,17 +196,14 @@ pub async fn generate_routed(
 }
 
 /// The router's decision for every sample (`spans` of `examples`), or the oracle's.
-#[allow(clippy::too_many_arguments)]
 async fn routes_for(
-    model: &Llama,
+    base: FrozenBase<'_>,
     learner: &Learner,
     task: usize,
     examples: &[Example],
     spans: &[Range<usize>],
-    pad_id: u32,
     routing: Routing,
     batch_size: usize,
-    device: &Device,
 ) -> Result<Vec<Route>, MoseError> {
     if !learner.method().is_routed() {
         // One shared adapter: nothing is routed.
@@ -219,7 +212,7 @@ async fn routes_for(
     if routing == Routing::Oracle || learner.tasks_learned() == 0 {
         return Ok(vec![learner.oracle_route(task); spans.len()]);
     }
-    let features = sample_features(model, learner, examples, pad_id, batch_size, device).await?;
+    let features = sample_features(base, learner, examples, batch_size).await?;
     Ok(features.iter().map(|f| learner.route(f)).collect())
 }
 
@@ -238,13 +231,16 @@ pub(crate) fn sample_spans(examples: &[Example]) -> Vec<Range<usize>> {
 /// The router's feature of each sample of `examples`: its windows'
 /// features averaged, each weighted by its query tokens.
 pub(crate) async fn sample_features(
-    model: &Llama,
+    base: FrozenBase<'_>,
     learner: &Learner,
     examples: &[Example],
-    pad_id: u32,
     batch_size: usize,
-    device: &Device,
 ) -> Result<Vec<Vec<f32>>, MoseError> {
+    let FrozenBase {
+        model,
+        pad_id,
+        device,
+    } = base;
     let width = learner.feature_width();
     let mut rows = Vec::with_capacity(examples.len() * width);
     for chunk in examples.chunks(batch_size.max(1)) {

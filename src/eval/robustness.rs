@@ -3,13 +3,12 @@
 //! random, as typos, and only the first tokens of each sample, as a short
 //! prompt. The accuracy is the share of samples routed to their own task.
 
-use burn::tensor::Device;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::sample_features;
 use crate::data::{DataConfig, Example, Sample, tokenize};
-use crate::model::Llama;
+use crate::model::FrozenBase;
 use crate::mose::{Learner, MoseError};
 use crate::tokenizer::Tokenizer;
 
@@ -91,16 +90,14 @@ impl Probe {
 ///
 /// # Errors
 /// [`MoseError::Read`] when the device cannot hand the features back.
-#[allow(clippy::too_many_arguments)]
 pub async fn routing_accuracy(
-    model: &Llama,
+    base: FrozenBase<'_>,
     learner: &Learner,
     tokenizer: &Tokenizer,
     heldout: &[Vec<Sample>],
     data: &DataConfig,
     probe: Probe,
     batch_size: usize,
-    device: &Device,
 ) -> Result<Option<f64>, MoseError> {
     let seed = match probe {
         Probe::Typos { seed, .. } => seed,
@@ -125,15 +122,7 @@ pub async fn routing_accuracy(
     if examples.is_empty() {
         return Ok(None);
     }
-    let features = sample_features(
-        model,
-        learner,
-        &examples,
-        tokenizer.pad_id(),
-        batch_size,
-        device,
-    )
-    .await?;
+    let features = sample_features(base, learner, &examples, batch_size).await?;
     let right = features
         .iter()
         .zip(&truth)

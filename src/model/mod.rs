@@ -129,6 +129,30 @@ fn chat_template_of(tokenizer_config: &[u8]) -> Option<String> {
     }
 }
 
+/// The frozen base model as every run on it takes it: the model, the id its
+/// batches are padded with, and the device it is on. One value instead of
+/// three arguments that always travel together.
+#[derive(Debug, Clone, Copy)]
+pub struct FrozenBase<'a> {
+    /// The model; its weights never change.
+    pub model: &'a Llama,
+    /// The id batches are padded with (the tokenizer's `pad_id`).
+    pub pad_id: u32,
+    /// Where the model's tensors are.
+    pub device: &'a burn::tensor::Device,
+}
+
+impl<'a> FrozenBase<'a> {
+    /// `model` on `device`, its batches padded with `tokenizer`'s pad id.
+    pub fn new(model: &'a Llama, tokenizer: &Tokenizer, device: &'a burn::tensor::Device) -> Self {
+        Self {
+            model,
+            pad_id: tokenizer.pad_id(),
+            device,
+        }
+    }
+}
+
 /// A checkpoint in Hugging Face form, as the three files hold it.
 #[derive(Debug, Clone)]
 pub struct Checkpoint {

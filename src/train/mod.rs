@@ -27,7 +27,7 @@ pub use checkpoint::CHECKPOINT_FORMAT_VERSION;
 
 use crate::data::{Batches, Example, PaddedBatch};
 use crate::model::generate::{GenerateError, TextSampling, sample_texts};
-use crate::model::{Llama, next_token_nll};
+use crate::model::{FrozenBase, Llama, next_token_nll};
 use crate::mose::{
     Background, Capacity, Learner, Likeness, Method, MoseError, RouterKind, SharedLora, TaskParams,
     TaskStats, layer_features, pull_loss, push_loss, query_features, read_vec, unit,
@@ -277,16 +277,18 @@ impl TaskRun {
     /// the router whether an earlier task already covers this kind of text,
     /// and allocates the new state (the key router's key from the first
     /// batches' mean query).
-    #[allow(clippy::too_many_arguments)]
     pub async fn start(
-        model: &Llama,
+        base: FrozenBase<'_>,
         learner: &Learner,
         name: &str,
         examples: &[Example],
-        pad_id: u32,
         config: &TrainConfig,
-        device: &Device,
     ) -> Result<Self, TrainError> {
+        let FrozenBase {
+            model,
+            pad_id,
+            device,
+        } = base;
         config.validate()?;
         if examples.is_empty() {
             return Err(TrainError::NoExamples { task: name.into() });
@@ -377,16 +379,18 @@ impl TaskRun {
 
     /// Trains until every step is done or `on_step` says stop, yielding to
     /// the caller's event loop after each step.
-    #[allow(clippy::too_many_arguments)]
     pub async fn run(
         &mut self,
-        model: &Llama,
+        base: FrozenBase<'_>,
         learner: &Learner,
         examples: &[Example],
-        pad_id: u32,
-        device: &Device,
         on_step: &mut dyn FnMut(&StepReport) -> Flow,
     ) -> Result<RunEnd, TrainError> {
+        let FrozenBase {
+            model,
+            pad_id,
+            device,
+        } = base;
         let started = Instant::now();
         let mut tokens_seen = 0usize;
         let settle_at = match learner.method().is_routed() {
@@ -558,22 +562,16 @@ impl TaskRun {
 
 /// Learns one task from start to end: [`TaskRun::start`], [`TaskRun::run`]
 /// and [`TaskRun::finish`]. Returns `None` when `on_step` stopped it.
-#[allow(clippy::too_many_arguments)]
 pub async fn learn_task(
-    model: &Llama,
+    base: FrozenBase<'_>,
     learner: &mut Learner,
     name: &str,
     examples: &[Example],
-    pad_id: u32,
     config: &TrainConfig,
-    device: &Device,
     on_step: &mut dyn FnMut(&StepReport) -> Flow,
 ) -> Result<Option<Capacity>, TrainError> {
-    let mut run = TaskRun::start(model, learner, name, examples, pad_id, config, device).await?;
-    match run
-        .run(model, learner, examples, pad_id, device, on_step)
-        .await?
-    {
+    let mut run = TaskRun::start(base, learner, name, examples, config).await?;
+    match run.run(base, learner, examples, on_step).await? {
         RunEnd::Finished => Ok(Some(run.finish(learner).await?)),
         RunEnd::Stopped => Ok(None),
     }
@@ -688,13 +686,16 @@ async fn features_with_prefixes(
 /// # Errors
 /// The device's, while writing or reading the texts.
 pub async fn base_model_background(
-    model: &Llama,
+    base: FrozenBase<'_>,
     fingerprint: &str,
     learner: &Learner,
-    pad_id: u32,
     config: &TrainConfig,
-    device: &Device,
 ) -> Result<Option<Background>, TrainError> {
+    let FrozenBase {
+        model,
+        pad_id,
+        device,
+    } = base;
     let stats = background_stats(model, learner, pad_id, config, device).await?;
     Ok(stats.map(|stats| Background::new(fingerprint, learner.background_recipe(), stats)))
 }

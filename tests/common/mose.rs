@@ -7,7 +7,7 @@ use burn::module::Param;
 use burn::tensor::{Device, Tensor, TensorData};
 use mose_lab::data::{DataConfig, Example, Sample, split, tokenize};
 use mose_lab::eval::Routing;
-use mose_lab::model::{HfParam, Llama, LlamaConfig};
+use mose_lab::model::{FrozenBase, HfParam, Llama, LlamaConfig};
 #[cfg(not(target_arch = "wasm32"))]
 use mose_lab::mose::Background;
 use mose_lab::mose::{Learner, Method, MoseConfig};
@@ -172,13 +172,16 @@ fn fixture_background(model: &Llama, learner: &Learner, device: &Device) -> &'st
         let pad = Tokenizer::from_json(TOKENIZER)
             .expect("the fixture tokenizer")
             .pad_id();
-        pollster::block_on(base_model_background(
+        let base = FrozenBase {
             model,
+            pad_id: pad,
+            device,
+        };
+        pollster::block_on(base_model_background(
+            base,
             FIXTURE_FINGERPRINT,
             learner,
-            pad,
             &TrainConfig::new(),
-            device,
         ))
         .expect("the fixture model writes its own text")
         .expect("the fixture model names a start token")
@@ -223,24 +226,20 @@ pub async fn run_with(
             heldout: &s.heldout,
         })
         .collect();
-    run_sequence(
+    let base = FrozenBase {
         model,
-        &mut learner,
-        &tasks,
-        pad,
-        config,
-        16,
+        pad_id: pad,
         device,
-        &mut |event| {
-            // The browser run is slow on a software adapter: say where it is.
-            #[cfg(target_arch = "wasm32")]
-            if !matches!(event, mose_lab::sequence::SequenceEvent::Step { .. }) {
-                wasm_bindgen_test::console_log!("{event:?}");
-            }
-            let _ = event;
-            Flow::Continue
-        },
-    )
+    };
+    run_sequence(base, &mut learner, &tasks, config, 16, &mut |event| {
+        // The browser run is slow on a software adapter: say where it is.
+        #[cfg(target_arch = "wasm32")]
+        if !matches!(event, mose_lab::sequence::SequenceEvent::Step { .. }) {
+            wasm_bindgen_test::console_log!("{event:?}");
+        }
+        let _ = event;
+        Flow::Continue
+    })
     .await
     .expect("the sequence trains")
     .expect("nothing stops it")
@@ -264,6 +263,15 @@ pub fn setup(samples: usize, seed: u64, device: &Device) -> Setup {
 }
 
 impl Setup {
+    /// The model as runs take it, on `device`.
+    pub fn base<'a>(&'a self, device: &'a Device) -> FrozenBase<'a> {
+        FrozenBase {
+            model: &self.model,
+            pad_id: self.pad,
+            device,
+        }
+    }
+
     /// Learns `split` to the end with `learner`.
     pub async fn learn(
         &self,
@@ -272,17 +280,14 @@ impl Setup {
         config: &TrainConfig,
         device: &Device,
     ) {
-        let model = &self.model;
-        learn_task(
-            model,
-            learner,
-            split.name,
-            &split.train,
-            self.pad,
-            config,
+        let base = FrozenBase {
+            model: &self.model,
+            pad_id: self.pad,
             device,
-            &mut |_| Flow::Continue,
-        )
+        };
+        learn_task(base, learner, split.name, &split.train, config, &mut |_| {
+            Flow::Continue
+        })
         .await
         .expect("the task trains")
         .expect("nothing stops it");
