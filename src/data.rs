@@ -428,12 +428,9 @@ impl Fitted {
         }
     }
 
-    /// One sentence per kind of fit, longest loss first, for `max_seq_len`.
+    /// One sentence per kind of fit that loses tokens (answers cut, then
+    /// prompts cut), for `max_seq_len`.
     pub fn warnings(&self, max_seq_len: usize) -> Vec<String> {
-        let samples = |n: usize, one: &str, many: &str| match n {
-            1 => format!("1 {one} is"),
-            n => format!("{n} {many} are"),
-        };
         let mut out = Vec::new();
         if self.answers_cut > 0 {
             out.push(format!(
@@ -448,13 +445,27 @@ impl Fitted {
                 samples(self.prompts_cut, "prompt", "prompts")
             ));
         }
-        if self.windowed > 0 {
-            out.push(format!(
-                "{} longer than {max_seq_len} tokens and learned in windows of {max_seq_len}",
-                samples(self.windowed, "text", "texts")
-            ));
-        }
         out
+    }
+
+    /// What is worth knowing without losing anything: texts learned in
+    /// windows (every token is learned; no window sees across its edge).
+    pub fn notes(&self, max_seq_len: usize) -> Vec<String> {
+        match self.windowed {
+            0 => Vec::new(),
+            n => vec![format!(
+                "{} longer than {max_seq_len} tokens and learned in windows of {max_seq_len}",
+                samples(n, "text", "texts")
+            )],
+        }
+    }
+}
+
+/// `1 answer is` or `n answers are`.
+fn samples(n: usize, one: &str, many: &str) -> String {
+    match n {
+        1 => format!("1 {one} is"),
+        n => format!("{n} {many} are"),
     }
 }
 
@@ -1392,16 +1403,19 @@ mod tests {
             fitted.add(fit);
         }
         let warnings = fitted.warnings(64);
-        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(
             warnings[0].starts_with("2 answers are longer than 64 tokens allow"),
             "{warnings:?}"
         );
+        let notes = fitted.notes(64);
+        assert_eq!(notes.len(), 1, "{notes:?}");
         assert!(
-            warnings[1].starts_with("1 text is longer than 64 tokens"),
-            "{warnings:?}"
+            notes[0].starts_with("1 text is longer than 64 tokens"),
+            "{notes:?}"
         );
         assert!(Fitted::default().warnings(64).is_empty());
+        assert!(Fitted::default().notes(64).is_empty());
     }
 
     #[test]

@@ -22,5 +22,6 @@ pub mod project;
 mod saved;
 pub mod sequence;
 pub mod session;
+pub mod tasks;
 pub mod tokenizer;
 pub mod train;

@@ -10,18 +10,15 @@ use std::rc::Rc;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use mose_lab::backend::{self, Compute};
-use mose_lab::data::{DataConfig, DataError, Sample};
+use mose_lab::data::{DataConfig, DataError};
 use mose_lab::export::{Exported, export};
 use mose_lab::model::generate::GenerationConfig;
 use mose_lab::model::{FrozenBase, LoadProgress};
 use mose_lab::mose::{Learner, Method, MoseConfig};
 use mose_lab::project::{Project, ProjectError, ProjectTask};
 use mose_lab::session::{LearnNext, Ran, SessionError, open_learners, start_methods};
-use mose_lab::tokenizer::Tokenizer;
+use mose_lab::tasks::{self, EditError};
 use mose_lab::train::{Flow, StepReport, TrainConfig};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use super::base_model::{self, Base, BaseSource, ServedModel, gpu_failed};
@@ -873,14 +870,11 @@ impl Lab {
 
     /// Adds a task from text a person pasted or chose.
     pub fn add_text_task(self, name: &str, bytes: &[u8]) -> Result<(), String> {
-        let name = name.trim();
-        if name.is_empty() {
-            return Err("Give the task a name first.".into());
-        }
-        let project = self.project.get_untracked();
-        let seed = self.config.with_value(|c| c.seed) ^ project.tasks.len() as u64;
-        let task = ProjectTask::from_text(&unique_name(&project, name), bytes, &project.data, seed)
-            .map_err(|e| data_message(name, &e))?;
+        let seed = self.config.with_value(|c| c.seed);
+        let task = self
+            .project
+            .with_untracked(|p| tasks::text_task(p, name, bytes, seed))
+            .map_err(|e| edit_message(&e))?;
         self.push_task(task)
     }
 
@@ -892,28 +886,26 @@ impl Lab {
         let Some(pack) = engine.packs.iter().find(|p| p.info.name == name) else {
             return Err(format!("There is no starter pack {name}."));
         };
-        let project = self.project.get_untracked();
-        let mut task =
-            ProjectTask::from_split_texts(&pack.info.title, &pack.train, &pack.test, &project.data)
-                .map_err(|e| data_message(&pack.info.title, &e))?;
-        task.name = unique_name(&project, &pack.info.title);
-        let keep = engine.defaults.pack_train_samples;
-        if task.split.train.len() > keep {
-            let seed = self.config.with_value(|c| c.seed);
-            task.split.train.shuffle(&mut StdRng::seed_from_u64(seed));
-            task.split.train.truncate(keep);
-            task.split.train.sort_unstable();
-        }
+        let (keep, seed) = (
+            engine.defaults.pack_train_samples,
+            self.config.with_value(|c| c.seed),
+        );
+        let task = self
+            .project
+            .with_untracked(|p| {
+                let info = &pack.info;
+                tasks::pack_task(p, &info.title, &pack.train, &pack.test, keep, seed)
+            })
+            .map_err(|e| edit_message(&e))?;
         self.push_task(task)
     }
 
     fn push_task(self, task: ProjectTask) -> Result<(), String> {
         let name = task.name.clone();
-        // Every sample must make an example now, not when it is learned.
-        let data = self.project.with_untracked(|p| p.data.clone());
-        task.examples(&self.engine().base.tokenizer, &data)
-            .map_err(|e| data_message(&name, &e))?;
-        self.project.update(|p| p.tasks.push(task));
+        let mut project = self.project.get_untracked();
+        tasks::add_task(&mut project, task, &self.engine().base.tokenizer)
+            .map_err(|e| edit_message(&e))?;
+        self.project.set(project);
         self.tell(format!("Added the task {name}."));
         self.save();
         Ok(())
@@ -921,66 +913,39 @@ impl Lab {
 
     /// Renames task `index` (not yet learned).
     pub fn rename_task(self, index: usize, name: &str) -> Result<(), String> {
-        let name = name.trim();
-        let project = self.project.get_untracked();
-        self.check_editable(&project, index)?;
-        if name.is_empty() {
-            return Err("A task needs a name.".into());
-        }
-        if project.tasks[index].name == name {
-            return Ok(());
-        }
-        let name = unique_name(&project, name);
-        self.project.update(|p| {
-            p.tasks[index].name = name.clone();
-            p.forget_unlearned();
-        });
-        self.save();
-        Ok(())
+        self.edit(|p| tasks::rename_task(p, index, name))
     }
 
     /// Moves task `index` by `by` places (both ends not yet learned).
     pub fn move_task(self, index: usize, by: isize) -> Result<(), String> {
-        let project = self.project.get_untracked();
-        let to = index as isize + by;
-        if to < 0 || to as usize >= project.tasks.len() {
-            return Ok(());
-        }
-        let to = to as usize;
-        self.check_editable(&project, index)?;
-        self.check_editable(&project, to)?;
-        self.project.update(|p| {
-            p.tasks.swap(index, to);
-            p.forget_unlearned();
-        });
-        self.save();
-        Ok(())
+        self.edit(|p| tasks::move_task(p, index, by))
     }
 
     /// Deletes task `index` (not yet learned); "Undo" brings it back.
     pub fn delete_task(self, index: usize) -> Result<(), String> {
-        let project = self.project.get_untracked();
-        self.check_editable(&project, index)?;
-        let name = project.tasks[index].name.clone();
-        self.change_with_undo(&format!("deleting {name}"), |p| {
-            p.tasks.remove(index);
-            p.forget_unlearned();
-        });
+        let before = self.project.get_untracked();
+        let name = self.edit(|p| tasks::delete_task(p, index).map(|t| t.name))?;
+        self.undo.set(Some(Undo {
+            label: format!("deleting {name}"),
+            project: before,
+        }));
         self.tell(format!("Deleted the task {name}."));
         Ok(())
     }
 
-    fn check_editable(self, project: &Project, index: usize) -> Result<(), String> {
+    /// Applies `edit` to the task list, unless a task is being learned or
+    /// `edit` refuses; saves the project when it changed.
+    fn edit<T>(self, edit: impl FnOnce(&mut Project) -> Result<T, EditError>) -> Result<T, String> {
         if self.busy() {
             return Err("The task list is fixed while a task is being learned.".into());
         }
-        if index < project.learned() {
-            return Err(format!(
-                "{} is learned, so it stays as it is. To change it, start over.",
-                project.tasks[index].name
-            ));
+        let mut project = self.project.get_untracked();
+        let done = edit(&mut project).map_err(|e| edit_message(&e))?;
+        if self.project.with_untracked(|p| *p != project) {
+            self.project.set(project);
+            self.save();
         }
-        Ok(())
+        Ok(done)
     }
 
     /// Forgets everything learned, keeping the tasks ("Undo" brings it back).
@@ -1347,114 +1312,29 @@ fn learners_of(project: &Project, engine: &Engine) -> Result<Vec<Learner>, Strin
         .map_err(|e| e.to_string())
 }
 
-/// `name`, or `name 2`, `name 3`... when a task already has it.
-fn unique_name(project: &Project, name: &str) -> String {
-    let taken = |n: &str| project.tasks.iter().any(|t| t.name == n);
-    if !taken(name) {
-        return name.to_string();
-    }
-    (2..)
-        .map(|i| format!("{name} {i}"))
-        .find(|n| !taken(n))
-        .unwrap_or_default()
-}
-
 /// A data error as a sentence that names the task.
 fn data_message(name: &str, e: &DataError) -> String {
-    let mut text = e.to_string();
+    format!("{name}: {}", sentence(&e.to_string()))
+}
+
+/// An edit's refusal as the page says it: a sentence, a task's data error
+/// as [`data_message`] says it.
+fn edit_message(e: &EditError) -> String {
+    match e {
+        EditError::Data { task, source } => data_message(task, source),
+        // It starts with the task's name, as the person wrote it.
+        EditError::Learned { .. } => format!("{e}."),
+        other => sentence(&other.to_string()),
+    }
+}
+
+/// `text` with a capital and a full stop.
+fn sentence(text: &str) -> String {
+    let mut text = text.to_string();
     if let Some(first) = text.get(0..1) {
         text.replace_range(0..1, &first.to_uppercase());
     }
-    format!("{name}: {text}.")
-}
-
-/// The per-task figures a card shows.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TaskStats {
-    /// Samples in total.
-    pub samples: usize,
-    /// Training samples.
-    pub train: usize,
-    /// Held-out samples.
-    pub heldout: usize,
-    /// Tokens in the training samples.
-    pub tokens: usize,
-    /// `prompt => answer` samples.
-    pub pairs: bool,
-    /// Warnings, in words.
-    pub warnings: Vec<String>,
-}
-
-/// The figures and warnings of every task, its samples cut to
-/// `max_seq_len` tokens (the settings' until the first task is learned,
-/// the project's after).
-pub fn task_stats(
-    project: &Project,
-    tokenizer: &Tokenizer,
-    config: &AppConfig,
-    max_seq_len: usize,
-) -> Vec<TaskStats> {
-    let data = DataConfig {
-        max_seq_len,
-        ..project.data.clone()
-    };
-    let key = |s: &Sample| match s {
-        Sample::Text(text) => text.clone(),
-        Sample::Pair { prompt, answer } => format!("{prompt}\u{0}{answer}"),
-    };
-    let sets: Vec<std::collections::HashSet<String>> = project
-        .tasks
-        .iter()
-        .map(|t| t.samples.iter().map(key).collect())
-        .collect();
-    project
-        .tasks
-        .iter()
-        .enumerate()
-        .map(|(i, task)| {
-            let tokens = task
-                .split
-                .train
-                .iter()
-                .map(|&s| match &task.samples[s] {
-                    Sample::Text(text) => tokenizer.encode(text, false).map_or(0, |t| t.len()),
-                    Sample::Pair { prompt, answer } => tokenizer
-                        .encode(&format!("{prompt}{}{answer}", project.data.pair_separator), false)
-                        .map_or(0, |t| t.len()),
-                })
-                .sum();
-            let mut warnings = Vec::new();
-            if task.split.train.len() < config.few_samples || tokens < config.few_tokens {
-                warnings.push(format!(
-                    "Little text: {tokens} tokens in {} training samples. Add more (aim for {} tokens) so there is something to learn.",
-                    task.split.train.len(),
-                    config.few_tokens
-                ));
-            }
-            // A sample too long for the sequence is split or cut, not refused: say so.
-            if let Ok(examples) = task.examples(tokenizer, &data) {
-                let fitted = examples.fitted.warnings(max_seq_len);
-                warnings.extend(fitted.into_iter().map(|w| format!("{w}.")));
-            }
-            for (j, other) in sets.iter().enumerate() {
-                let shared = sets[i].iter().filter(|s| other.contains(*s)).count();
-                if j != i && shared as f64 > config.duplicate_share * sets[i].len() as f64 {
-                    warnings.push(format!(
-                        "Most of this text is also in {}: the router cannot tell the two apart.",
-                        project.tasks[j].name
-                    ));
-                }
-            }
-            TaskStats {
-                samples: task.samples.len(),
-                train: task.split.train.len(),
-                heldout: task.split.heldout.len(),
-                tokens,
-                pairs: task.samples.iter().any(|s| matches!(s, Sample::Pair { .. })),
-                warnings,
-            }
-        })
-        .collect()
+    format!("{text}.")
 }
 
 /// A session error as the page says it: a task's data error names the task.

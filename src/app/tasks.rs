@@ -3,11 +3,12 @@
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use mose_lab::tasks::{StatsConfig, TaskStats, task_stats};
 
 use super::base_panel::BaseModelPicker;
 use super::browser;
 use super::charts::task_colour;
-use super::lab::{Lab, TaskStats, task_stats};
+use super::lab::Lab;
 
 /// File name endings a task can be read from.
 const TEXT_FILES: [&str; 4] = [".txt", ".md", ".csv", ".jsonl"];
@@ -18,7 +19,11 @@ pub fn TasksPanel() -> impl IntoView {
     let lab = expect_context::<Lab>();
     let stats = Memo::new(move |_| {
         let engine = lab.engine();
-        let config = lab.config.get_value();
+        let config = lab.config.with_value(|c| StatsConfig {
+            few_samples: c.few_samples,
+            few_tokens: c.few_tokens,
+            duplicate_share: c.duplicate_share,
+        });
         let settings_len = lab.settings.with(|s| s.max_seq_len);
         lab.project.with(|p| {
             let max_seq_len = match p.trained.is_empty() {
@@ -195,6 +200,11 @@ fn TaskCard(
         .iter()
         .map(|w| view! { <p class="warning" data-testid="task-warning">{w.clone()}</p> })
         .collect_view();
+    let notes = stats
+        .notes
+        .iter()
+        .map(|n| view! { <p class="figures" data-testid="task-note">{n.clone()}</p> })
+        .collect_view();
     let label = name.clone();
     let is_last = index + 1 >= count;
     let original = name.clone();
@@ -227,6 +237,7 @@ fn TaskCard(
                 <span>{kind}</span>
             </p>
             <p class="figures" data-testid="task-split">{format!("{} train · {} held out", stats.train, stats.heldout)}</p>
+            {notes}
             {warnings}
             <div class="card-actions">
                 <button data-testid="task-rename" disabled=locked aria-label=rename_label

@@ -174,8 +174,10 @@ pub(crate) fn run(context: &Context, args: TrainArgs) -> Result<(), CliError> {
     }
     let examples = project_examples(&project, &tokenizer).map_err(CliError::input)?;
     for (task, examples) in project.tasks.iter().zip(&examples).skip(first_new) {
-        for warning in examples.fitted.warnings(project.data.max_seq_len) {
-            context.note(&format!("task {}: {warning}", task.name));
+        let fitted = &examples.fitted;
+        let max = project.data.max_seq_len;
+        for line in fitted.warnings(max).into_iter().chain(fitted.notes(max)) {
+            context.note(&format!("task {}: {line}", task.name));
         }
     }
     let heldout = heldout_samples(&project.tasks);

@@ -2,11 +2,13 @@
 // (docs/UX.md, "Long samples"). In CPU mode: a `prompt => answer` task whose
 // one answer alone is longer than any sequence is added, not refused; its
 // card warns that the answer is cut, and a long plain text is learned in
-// windows with its own warning. The task is then learned (a few steps, MoSE
-// beside plain LoRA) and the project exported; the native command then
-// learns one more task on that export (`mose train --continue`) and keeps
-// its two learned tasks' rows. The command is MOSE_BIN, or target/debug/mose
-// (scripts/test.sh builds it in its native section).
+// windows, which its card notes. The task list is edited (a rename made
+// unique, a move, a delete and its undo) before the tasks are learned (a
+// few steps, MoSE beside plain LoRA) and the project exported; the native
+// command then learns one more task on that export (`mose train
+// --continue`) and keeps its two learned tasks' rows. The command is
+// MOSE_BIN, or target/debug/mose (scripts/test.sh builds it in its native
+// section).
 //
 // usage, from the repository root, after `trunk build --release` (scripts/test.sh
 // builds with `--cargo-profile wasm-test`, which shares the wasm tests' build):
@@ -47,8 +49,38 @@ test('a long pasted sample is cut or split with a warning, and learned', { timeo
     log(`warnings: ${JSON.stringify(warnings)}`);
     assert.ok(warnings[0].some((w) => /1 answer is longer than \d+ tokens allow and cut/.test(w)),
       `the pair task's card does not warn of its cut answer: ${warnings[0]}`);
-    assert.ok(warnings[1].some((w) => /\d+ texts? (is|are) longer than \d+ tokens and learned in windows/.test(w)),
-      `the text task's card does not warn of its long text: ${warnings[1]}`);
+    const notes = await page.$$eval(tid('task-card'), (els) => els.map((card) => [...card.querySelectorAll('[data-testid="task-note"]')]
+      .map((n) => n.textContent.trim())));
+    assert.ok(notes[1].some((n) => /\d+ texts? (is|are) longer than \d+ tokens and learned in windows/.test(n)),
+      `the text task's card does not say its long texts are learned in windows: ${notes[1]}`);
+    assert.ok(!warnings[1].some((w) => /windows/.test(w)), 'windows are a note, not a warning');
+
+    // The task list edits before anything is learned: rename, move, delete, undo.
+    const names = async () => (await cards(page)).map((c) => c.name);
+    const card = (i) => page.locator(tid('task-card')).nth(i);
+    await card(1).locator(tid('task-rename')).click();
+    await card(1).locator(tid('task-rename-input')).fill('forecasts');
+    await card(1).locator(tid('task-rename-input')).press('Enter');
+    await waitUntil(page, () => document.querySelectorAll('[data-testid="task-card"]')[1]
+      ?.getAttribute('data-task-name') === 'forecasts 2', null, { what: 'the rename did not make the name unique' });
+    await card(1).locator(tid('task-up')).click();
+    await waitUntil(page, () => document.querySelector('[data-testid="task-card"]')
+      ?.getAttribute('data-task-name') === 'forecasts 2', null, { what: 'the task did not move up' });
+    await card(0).locator(tid('task-delete')).click();
+    await waitUntil(page, () => document.querySelectorAll('[data-testid="task-card"]').length === 1, null,
+      { what: 'the task was not deleted' });
+    await page.click(tid('undo'));
+    await waitUntil(page, () => document.querySelectorAll('[data-testid="task-card"]').length === 2, null,
+      { what: 'undo did not bring the task back' });
+    assert.deepEqual(await names(), ['forecasts 2', 'forecasts']);
+    await card(0).locator(tid('task-down')).click();
+    await card(1).locator(tid('task-rename')).click();
+    await card(1).locator(tid('task-rename-input')).fill('almanac');
+    await card(1).locator(tid('task-rename-input')).press('Enter');
+    await waitUntil(page, () => document.querySelectorAll('[data-testid="task-card"]')[1]
+      ?.getAttribute('data-task-name') === 'almanac', null, { what: 'the second rename did not take' });
+    assert.deepEqual(await names(), ['forecasts', 'almanac']);
+    assert.equal(await errorText(page), '', 'an edit was refused');
 
     const settings = page.locator(tid('train-settings'));
     if (!(await settings.evaluate((d) => d.open))) await settings.locator('summary').first().click();
