@@ -15,7 +15,7 @@ use mose_lab::tokenizer::Tokenizer;
 use serde::{Deserialize, Serialize};
 
 use super::browser::{self, Store};
-use super::lab::AppConfig;
+use super::config::AppConfig;
 
 /// Files by name, as a person picks them or the app downloads them.
 pub type Files = Vec<(String, Vec<u8>)>;

@@ -5,9 +5,10 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+use super::actions::BaseChoice;
 use super::base_model::{BaseSource, megabytes};
 use super::browser;
-use super::lab::{BaseChoice, Lab};
+use super::lab::Lab;
 
 /// What a model opened from disk may be made of.
 const MODEL_FILES: &str = ".gguf,.json,.safetensors,.jinja";

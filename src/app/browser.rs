@@ -80,6 +80,10 @@ export async function storage_estimate() {
   return [usage ?? 0, quota ?? 0];
 }
 
+export function reload_page() {
+  location.reload();
+}
+
 export async function offline_status() {
   return window.moseOffline ? await window.moseOffline : 'unavailable: the page did not register it';
 }
@@ -95,6 +99,7 @@ extern "C" {
     async fn save_svg_as_png(id: &str, name: &str, scale: f64) -> Result<JsValue, JsValue>;
     async fn storage_estimate() -> JsValue;
     async fn offline_status() -> JsValue;
+    fn reload_page();
 }
 
 /// What went wrong in the browser, in its own words.
@@ -118,6 +123,11 @@ pub async fn download(
     let progress = Closure::new(on_progress);
     let bytes = fetch_bytes(url, &progress).await.map_err(describe)?;
     Ok(Uint8Array::new(&bytes).to_vec())
+}
+
+/// Reloads the page (what was saved to storage is found again).
+pub fn reload() {
+    reload_page();
 }
 
 /// Hands `bytes` to the browser as a file download named `name`.

@@ -6,20 +6,26 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+mod actions;
 mod base_model;
 mod base_panel;
 mod browser;
 mod charts;
+mod config;
 mod device_check;
+mod engine;
 mod lab;
 mod remember;
+mod run;
 mod tasks;
 mod train;
 mod try_panel;
 
+use config::AppConfig;
 use device_check::DeviceCheck;
-use lab::{AppConfig, Lab, Loading};
-use mose_lab::backend::BackendKind;
+use engine::Loading;
+use lab::Lab;
+use mose_lab::backend::{self, BackendKind};
 use remember::RememberPanel;
 use tasks::TasksPanel;
 use train::TrainPanel;
@@ -29,7 +35,7 @@ use try_panel::TryPanel;
 #[derive(Clone)]
 enum Phase {
     Loading(Loading),
-    Ready(Lab),
+    Ready(Box<Lab>),
     Failed(String),
 }
 
@@ -43,12 +49,12 @@ pub fn App() -> impl IntoView {
     spawn_local(async move {
         let config = AppConfig::default();
         let report = move |loading: Loading| phase.set(Phase::Loading(loading));
-        match lab::load(&config, report).await {
+        match engine::load(&config, report).await {
             Ok((engine, restored)) => {
                 let lab = Lab::new(config, engine, restored);
                 lab.refresh_storage();
                 lab.find_interrupted();
-                phase.set(Phase::Ready(lab));
+                phase.set(Phase::Ready(Box::new(lab)));
             }
             Err(why) => phase.set(Phase::Failed(why)),
         }
@@ -80,7 +86,7 @@ pub fn App() -> impl IntoView {
                     </div>
                 }.into_any(),
                 Phase::Ready(lab) => {
-                    provide_context(lab);
+                    provide_context(*lab);
                     view! { <Workspace/> }.into_any()
                 }
             }}
@@ -139,19 +145,31 @@ fn DeviceCheckLauncher() -> impl IntoView {
 fn DeviceBar() -> impl IntoView {
     let lab = expect_context::<Lab>();
     let engine = lab.engine();
-    let compute = &engine.compute;
-    let backend = compute.kind.name();
-    let device = match (&compute.kind, &compute.adapter) {
-        (BackendKind::Wgpu, Some(adapter)) => {
-            let name = if adapter.name.is_empty() { "a GPU (name hidden by the browser)".to_string() } else { adapter.name.clone() };
-            let software = if adapter.is_software() { " (software: correct, but slower than a real GPU)" } else { "" };
-            view! { <span data-testid="device">"WebGPU: " <strong>{name}</strong>{software}</span> }.into_any()
+    let backend = move || {
+        lab.engine_changes.track();
+        lab.engine().compute.kind.name()
+    };
+    let device = move || {
+        lab.engine_changes.track();
+        let compute = lab.engine().compute.clone();
+        match (&compute.kind, &compute.adapter) {
+            (BackendKind::Wgpu, Some(adapter)) => {
+                let name = if adapter.name.is_empty() { "a GPU (name hidden by the browser)".to_string() } else { adapter.name.clone() };
+                let software = if adapter.is_software() { " (software: correct, but slower than a real GPU)" } else { "" };
+                view! { <span data-testid="device">"WebGPU: " <strong>{name}</strong>{software}</span> }.into_any()
+            }
+            _ => match backend::gpu_lost() {
+                Some(why) => view! {
+                    <span data-testid="device" class="cpu-mode"><strong>"CPU mode: slower."</strong>
+                        {format!(" The GPU stopped working ({why}); reload the page to use it again.")}</span>
+                }.into_any(),
+                None => view! {
+                    <span data-testid="device" class="cpu-mode"><strong>"CPU mode: slower, smaller model."</strong>
+                        " This browser offered no WebGPU, so MoSE Lab computes on the CPU with shorter texts and fewer steps. "
+                        "For your GPU: Chrome or Edge 113+ (on Linux turn on chrome://flags/#enable-unsafe-webgpu), Safari 26+, or Firefox 141+ on Windows."</span>
+                }.into_any(),
+            },
         }
-        _ => view! {
-            <span data-testid="device" class="cpu-mode"><strong>"CPU mode: slower, smaller model."</strong>
-                " This browser offered no WebGPU, so MoSE Lab computes on the CPU with shorter texts and fewer steps. "
-                "For your GPU: Chrome or Edge 113+ (on Linux turn on chrome://flags/#enable-unsafe-webgpu), Safari 26+, or Firefox 141+ on Windows."</span>
-        }.into_any(),
     };
     let offline = match &engine.offline {
         Ok(()) => "Works offline.".to_string(),

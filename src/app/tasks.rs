@@ -37,19 +37,20 @@ pub fn TasksPanel() -> impl IntoView {
         .engine()
         .packs
         .iter()
-        .map(|p| {
-            (
-                p.info.name.clone(),
-                p.info.title.clone(),
-                p.info.description.clone(),
-            )
-        })
+        .map(|p| (p.name.clone(), p.title.clone(), p.description.clone()))
         .collect();
     let chosen_pack = RwSignal::new(packs.first().map(|p| p.0.clone()).unwrap_or_default());
     let new_name = RwSignal::new(String::new());
     let new_text = RwSignal::new(String::new());
     let dragging = RwSignal::new(false);
-    let add_pack = move |_| lab.report(lab.add_pack_task(&chosen_pack.get_untracked()));
+    let add_pack = move |_| {
+        if lab.pack_loading.with_untracked(Option::is_some) {
+            return;
+        }
+        spawn_local(
+            async move { lab.report(lab.add_pack_task(&chosen_pack.get_untracked()).await) },
+        );
+    };
     let add_text = move |_| {
         let name = new_name.get_untracked();
         let text = new_text.get_untracked();
@@ -107,7 +108,13 @@ pub fn TasksPanel() -> impl IntoView {
                         prop:value=move || chosen_pack.get()>
                         {pack_options}
                     </select>
-                    <button data-testid="add-pack" on:click=add_pack>"Add pack"</button>
+                    <button data-testid="add-pack" on:click=add_pack
+                        disabled=move || lab.pack_loading.with(Option::is_some)>
+                        {move || match lab.pack_loading.get() {
+                            Some(title) => format!("Downloading {title}…"),
+                            None => "Add pack".to_string(),
+                        }}
+                    </button>
                 </div>
                 <h3>"Add your own text"</h3>
                 <label for="new-task-name">"Task name"</label>

@@ -3,10 +3,13 @@
 //! trained beside MoSE on the same data when compared.
 
 use leptos::prelude::*;
+use leptos::task::spawn_local;
 use mose_lab::mose::Method;
 
+use super::browser;
 use super::charts::{CATEGORICAL, LineChart, Series};
-use super::lab::{Control, Lab, Settings, TrainState};
+use super::config::Settings;
+use super::lab::{Control, Lab, TrainState};
 
 /// The colour of a method's line and heading.
 pub fn method_colour(method: Method) -> &'static str {
@@ -120,7 +123,25 @@ pub fn TrainPanel() -> impl IntoView {
                 <button data-testid="cancel" disabled=move || !busy()
                     on:click=move |_| lab.control.set(Control::Cancel)>"Cancel"</button>
             </div>
-            {move || lab.interrupted.get().map(|run| view! {
+            {move || lab.gpu_lost.get().map(|lost| view! {
+                <div class="interrupted" data-testid="gpu-lost" role="alert">
+                    <p>{format!(
+                        "The GPU stopped working ({}). Nothing is lost: go on here on the CPU (slower), \
+                         or reload the page to go on on the GPU.",
+                        lost.reason
+                    )}</p>
+                    <button class="primary" data-testid="continue-on-cpu" disabled=busy
+                        on:click=move |_| spawn_local(async move { lab.report(lab.continue_on_cpu().await) })>
+                        {match lost.task {
+                            Some(task) => format!("Continue learning {task} on the CPU"),
+                            None => "Continue on the CPU".to_string(),
+                        }}
+                    </button>
+                    " "
+                    <button data-testid="reload-page" on:click=move |_| browser::reload()>"Reload the page"</button>
+                </div>
+            })}
+            {move || lab.interrupted.get().filter(|_| lab.gpu_lost.with(Option::is_none)).map(|run| view! {
                 <div class="interrupted" data-testid="interrupted">
                     <p>{format!(
                         "Learning {} stopped at step {} of {} when the page was closed or reloaded.",

@@ -154,6 +154,15 @@ pub async fn best() -> (Compute, Option<BackendError>) {
     }
 }
 
+/// Why the GPU device [`gpu`] made is gone, when the browser took it away
+/// (a driver reset, the GPU process restarted, `GPUDevice.destroy()`):
+/// every read from it fails from then on, and only a new page gets a new
+/// one. Natively always `None`: a lost device there ends the process's work
+/// with the read errors themselves.
+pub fn gpu_lost() -> Option<String> {
+    target::gpu_lost()
+}
+
 /// Lets the rest of the program run between two steps of a long computation.
 ///
 /// In the browser this returns to the event loop, so the page stays responsive

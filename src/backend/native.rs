@@ -51,3 +51,7 @@ pub(super) fn cuda() -> Result<Compute, BackendError> {
 }
 
 pub(super) async fn yield_now() {}
+
+pub(super) fn gpu_lost() -> Option<String> {
+    None
+}

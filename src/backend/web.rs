@@ -2,6 +2,7 @@
 //! once per page, and a yield that goes back to the event loop.
 
 use std::cell::RefCell;
+use std::sync::Mutex;
 
 use burn::tensor::Device;
 
@@ -11,12 +12,25 @@ thread_local! {
     static GPU: RefCell<Option<Result<Compute, BackendError>>> = const { RefCell::new(None) };
 }
 
+/// What the browser said when it took the GPU device away (`GPUDevice.lost`).
+static LOST: Mutex<Option<String>> = Mutex::new(None);
+
 pub(super) async fn gpu() -> Result<Compute, BackendError> {
     if let Some(cached) = GPU.with_borrow(|gpu| gpu.clone()) {
         return cached;
     }
     let made = match Device::wgpu_options().init_with_setup_async().await {
         Ok((device, setup)) => {
+            // In the browser each callback is one more `lost.then(...)`, so
+            // CubeCL's own (which fails later reads) stays in place.
+            setup.device.set_device_lost_callback(|reason, message| {
+                if let Ok(mut lost) = LOST.lock() {
+                    lost.get_or_insert(match message.trim() {
+                        "" => format!("{reason:?}"),
+                        message => message.to_string(),
+                    });
+                }
+            });
             let mut compute = gpu_compute(device, &setup);
             if let Some(adapter) = compute.adapter.as_mut().filter(|a| a.name.is_empty()) {
                 adapter.name = browser_adapter_name().await.unwrap_or_default();
@@ -28,6 +42,11 @@ pub(super) async fn gpu() -> Result<Compute, BackendError> {
         }),
     };
     GPU.with_borrow_mut(|gpu| gpu.get_or_insert(made).clone())
+}
+
+/// What the browser said when it took the GPU device away, if it did.
+pub(super) fn gpu_lost() -> Option<String> {
+    LOST.lock().ok().and_then(|lost| lost.clone())
 }
 
 /// A zero-delay timer: the browser runs pending events and paints first.

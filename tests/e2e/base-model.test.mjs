@@ -30,6 +30,7 @@ import path from 'node:path';
 import {
   READY_TIMEOUT_MS, CPU_ARGS, dist, tid, startServer, openApp, reloadApp, cards, text, textNow,
   waitUntil, waitCards, addText, errorText, exportProject, seconds, weatherReports, screenshot,
+  setTraining,
 } from './lib.mjs';
 
 // Downloading, expanding and warming up SmolLM2 in a page on the CPU.
@@ -146,12 +147,7 @@ test('the base model: refused files, a folder and a GGUF from disk, SmolLM2 serv
       assert.match(answer, /^\s?Paris\./, 'the same greedy tokens as natively');
 
       // Learn the task on SmolLM2, CI-sized: two steps of one short sequence.
-      const settings = page.locator(tid('train-settings'));
-      if (!(await settings.evaluate((d) => d.open))) await settings.locator('summary').first().click();
-      for (const [id, value] of [['train-steps', 2], ['train-batch', 1], ['train-seq-len', 32], ['train-heldout', 2]]) {
-        await page.fill(tid(id), String(value));
-        await page.locator(tid(id)).blur();
-      }
+      await setTraining(page, { 'train-steps': 2, 'train-batch': 1, 'train-seq-len': 32, 'train-heldout': 2 });
       await page.uncheck(tid('compare-lora'));
       started = Date.now();
       await page.click(tid('learn-next'));

@@ -174,13 +174,18 @@ export async function waitCards(page, n, what = `expected ${n} task card(s)`) {
   await waitUntil(page, (k) => document.querySelectorAll('[data-testid="task-card"]').length === k, n, { what });
 }
 
-// Records every request made while it is on, from the page (page.on) and from
-// the whole context (context.on: the service worker's own requests too), each
-// once. blob: and data: URLs are not requests that leave the page (an export
-// is a blob: download), so they are not counted.
+// Records every request that reaches the network while it is on, from the
+// page (page.on) and from the whole context (context.on: the service worker's
+// own requests too), each once. A page request the service worker answers
+// from its cache never leaves the browser (a starter pack chosen after the
+// offline copy is kept), so it is dropped once its response says so; if the
+// worker goes to the network instead, that is its own request, recorded.
+// blob: and data: URLs are not requests that leave the page (an export is a
+// blob: download), so they are not counted.
 function recordNetwork(context, page) {
   const seen = new Set();
-  const requests = [];
+  const noted = [];
+  const fromCache = new Set();
   let on = false;
   const note = (r) => {
     if (!on || seen.has(r)) return;
@@ -188,11 +193,16 @@ function recordNetwork(context, page) {
     const url = r.url();
     if (url.startsWith('blob:') || url.startsWith('data:')) return;
     const from = typeof r.serviceWorker === 'function' && r.serviceWorker() ? 'the service worker' : 'the page';
-    requests.push(`${r.method()} ${url} (from ${from})`);
+    noted.push({ r, text: `${r.method()} ${url} (from ${from})` });
   };
   page.on('request', note);
   context.on('request', note);
-  return { start() { on = true; }, pause() { on = false; }, requests };
+  page.on('response', (response) => { if (response.fromServiceWorker()) fromCache.add(response.request()); });
+  return {
+    start() { on = true; },
+    pause() { on = false; },
+    get requests() { return noted.filter(({ r }) => !fromCache.has(r)).map(({ text }) => text); },
+  };
 }
 
 /**
@@ -200,9 +210,10 @@ function recordNetwork(context, page) {
  * from then on every request is recorded (`run.net.requests`). Returns
  * `{ browser, context, page, problems, net, log, close }`; `problems` holds
  * `pageerror`s and console errors as strings, `log` prints one line tagged
- * with `label`.
+ * with `label`. `init`, when given, is one more script that runs in the page
+ * before the app.
  */
-export async function openApp(origin, { args, label }) {
+export async function openApp(origin, { args, label, init }) {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     headless: true,
@@ -216,6 +227,7 @@ export async function openApp(origin, { args, label }) {
   const net = recordNetwork(context, page);
   const log = (...parts) => console.log(`  [${label}]`, ...parts);
   await page.addInitScript(recordStatesAndFrames);
+  if (init) await page.addInitScript(init);
   const started = Date.now();
   try {
     await page.goto(`${origin}/`, { waitUntil: 'load' });
@@ -248,6 +260,20 @@ export async function addPack(page, pack) {
   await page.selectOption(tid('pack-select'), pack);
   await page.click(tid('add-pack'));
   await waitCards(page, before + 1, `adding the pack ${pack} gave no new task card`);
+}
+
+/**
+ * Opens the train panel's settings and sets each `{ 'train-steps': 14, ... }`
+ * input (test ids), checking that it kept the value.
+ */
+export async function setTraining(page, values) {
+  const settings = page.locator(tid('train-settings'));
+  if (!(await settings.evaluate((d) => d.open))) await settings.locator('summary').first().click();
+  for (const [id, value] of Object.entries(values)) {
+    await page.fill(tid(id), String(value));
+    await page.locator(tid(id)).blur();
+    assert.equal(await page.inputValue(tid(id)), String(value), `${id} did not keep ${value}`);
+  }
 }
 
 /** Fills the name and text of a new task and clicks add-text (no wait). */

@@ -21,6 +21,7 @@ import path from 'node:path';
 import {
   READY_TIMEOUT_MS, CPU_ARGS, tid, startServer, tempDir, openApp, cards, waitUntil, addText,
   exportProject, errorText, numberIn, weatherReports,
+  setTraining,
 } from './lib.mjs';
 
 const STEPS = 4;
@@ -82,10 +83,7 @@ test('a long pasted sample is cut or split with a warning, and learned', { timeo
     assert.deepEqual(await names(), ['forecasts', 'almanac']);
     assert.equal(await errorText(page), '', 'an edit was refused');
 
-    const settings = page.locator(tid('train-settings'));
-    if (!(await settings.evaluate((d) => d.open))) await settings.locator('summary').first().click();
-    await page.fill(tid('train-steps'), String(STEPS));
-    await page.locator(tid('train-steps')).blur();
+    await setTraining(page, { 'train-steps': STEPS });
     assert.ok(await page.isChecked(tid('compare-lora')), 'plain LoRA is compared by default');
     for (const learned of [1, 2]) {
       await page.click(tid('learn-next'));

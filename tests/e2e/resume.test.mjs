@@ -14,6 +14,7 @@ import assert from 'node:assert/strict';
 import {
   READY_TIMEOUT_MS, CPU_ARGS, tid, startServer, openApp, reloadApp, waitUntil, addText, numberIn,
   textNow, weatherReports,
+  setTraining,
 } from './lib.mjs';
 
 const STEPS = 40;
@@ -41,10 +42,7 @@ test('a run interrupted by a reload resumes from its checkpoint', { timeout: 2 *
   const { page, log } = run;
   try {
     await addText(page, 'weather', weatherReports(40).join('\n\n'));
-    const settings = page.locator(tid('train-settings'));
-    if (!(await settings.evaluate((d) => d.open))) await settings.locator('summary').first().click();
-    await page.fill(tid('train-steps'), String(STEPS));
-    await page.locator(tid('train-steps')).blur();
+    await setTraining(page, { 'train-steps': STEPS });
     await page.uncheck(tid('compare-lora'));
 
     await startAndPause(page);

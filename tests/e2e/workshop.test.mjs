@@ -29,6 +29,7 @@ import {
   READY_TIMEOUT_MS, WEBGPU_ARGS, CPU_ARGS, tid, startServer, tempDir, openApp, reloadApp, timeline,
   text, textNow, numberIn, cards, waitUntil, waitCards, addPack, addText, exportProject, readSafetensors,
   axeSeriousViolations, formatViolations, screenshot, seconds, recipes, readStoredZip,
+  setTraining,
 } from './lib.mjs';
 
 // learning one task, scoring and saving it (the CPU is slow); E2E_TASK_TIMEOUT_MS to measure a slower machine
@@ -228,13 +229,7 @@ async function workshop({ label, args, backend, deviceText, steps, learn, taskTi
     }
 
     // settings: few steps, 8 held-out samples, compare with plain LoRA
-    const settings = page.locator(tid('train-settings'));
-    if (!(await settings.evaluate((d) => d.open))) await settings.locator('summary').first().click();
-    for (const [id, value] of [['train-steps', steps], ['train-heldout', 8], ...Object.entries(extraSettings ?? {})]) {
-      await page.fill(tid(id), String(value));
-      await page.locator(tid(id)).blur();
-      assert.equal(await page.inputValue(tid(id)), String(value), `${id} did not keep ${value}`);
-    }
+    await setTraining(page, { 'train-steps': steps, 'train-heldout': 8, ...(extraSettings ?? {}) });
     if (compare) await page.check(tid('compare-lora'));
     else await page.uncheck(tid('compare-lora'));
 
