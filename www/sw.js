@@ -9,8 +9,8 @@
 // On install it stores every file of the build in one cache; the page waits
 // for that (window.moseOffline in index.html resolves "ready" once a worker is
 // active, that is once its install has cached everything) before it says it is
-// ready, and it never fetches anything after it says ready. So once the page
-// is ready, a reload needs no network. The browser itself still asks the server
+// ready; what the page asks for after that (a starter pack a person adds) this
+// cache answers. So once the page is ready, a reload needs no network. The browser itself still asks the server
 // for sw.js a few seconds after a page load (its update check, which is how a
 // new build arrives: a new sw.js installs a new cache); that request carries
 // nothing of the person's work, and offline it just fails.

@@ -158,7 +158,7 @@ impl Lab {
             None => "it had no checkpoint yet, so it starts again from its first step".into(),
         };
         let why = format!(
-            "The GPU stopped working while learning {task} ({reason}). The project is as it was \
+            "The GPU stopped working while learning {task}. The project is as it was \
              and {kept}: continue on the CPU now, or reload the page to continue on the GPU."
         );
         self.interrupted.set(meta);

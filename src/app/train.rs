@@ -113,7 +113,7 @@ pub fn TrainPanel() -> impl IntoView {
             </p>
             <div class="actions">
                 <button class="primary" data-testid="learn-next" on:click=move |_| lab.learn_next()
-                    disabled=move || busy() || next_task().is_none()>
+                    disabled=move || busy() || next_task().is_none() || lab.gpu_lost.with(Option::is_some)>
                     {move || next_task().map_or_else(|| "Add a task to learn".to_string(), |n| format!("Learn next task: {n}"))}
                 </button>
                 <button data-testid="pause" disabled=move || state() != TrainState::Running
@@ -126,9 +126,9 @@ pub fn TrainPanel() -> impl IntoView {
             {move || lab.gpu_lost.get().map(|lost| view! {
                 <div class="interrupted" data-testid="gpu-lost" role="alert">
                     <p>{format!(
-                        "The GPU stopped working ({}). Nothing is lost: go on here on the CPU (slower), \
-                         or reload the page to go on on the GPU.",
-                        lost.reason
+                        "The GPU stopped working ({}), and nothing is lost. Go on here on the CPU (slower), \
+                         or reload the page to go on with the GPU.",
+                        lost.reason.trim_end_matches('.')
                     )}</p>
                     <button class="primary" data-testid="continue-on-cpu" disabled=busy
                         on:click=move |_| spawn_local(async move { lab.report(lab.continue_on_cpu().await) })>
