@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use mose_lab::backend;
+use mose_lab::backend::{self, Compute};
 use mose_lab::data::DataError;
 use mose_lab::export::{Exported, export};
 use mose_lab::model::LoadProgress;
@@ -108,10 +108,7 @@ impl Lab {
         let downloaded = download_pack(&config, info).await;
         self.pack_loading.set(None);
         let (train, test) = downloaded?;
-        let (keep, seed) = (
-            engine.defaults.pack_train_samples,
-            self.config.with_value(|c| c.seed),
-        );
+        let (keep, seed) = (engine.defaults.pack_train_samples, config.seed);
         let task = self
             .project
             .with_untracked(|p| tasks::pack_task(p, &info.title, &train, &test, keep, seed))
@@ -219,44 +216,9 @@ impl Lab {
                 Some(files),
             ),
         };
-        let name = base_model::name_of(&source, &config);
-        self.base_loading.set(Some(format!("Loading {name}")));
-        let loaded = async {
-            let files = match files {
-                Some(files) => files,
-                None => {
-                    let on_bytes = move |got: f64, total: f64| {
-                        self.base_loading.set(Some(format!(
-                            "Downloading {name}: {:.1} of {:.1} MB",
-                            got / 1e6,
-                            total / 1e6
-                        )))
-                    };
-                    base_model::files_of(&source, &config, None, on_bytes).await?
-                }
-            };
-            if let Some(needed) = base_model::memory_needed(&files)
-                && needed > config.most_model_memory
-            {
-                return Err(format!(
-                    "loading it takes about {:.1} GB of memory (its weights expanded to 32-bit floats), \
-                     more than a browser page can hold ({:.1} GB): choose a smaller model",
-                    needed as f64 / 1e9,
-                    config.most_model_memory as f64 / 1e9
-                ));
-            }
-            let name = base_model::name_of(&source, &config);
-            let on_tensors = |p: LoadProgress| {
-                self.base_loading.set(Some(format!(
-                    "Loading {name} onto the device: {} of {} tensors",
-                    p.done, p.total
-                )))
-            };
-            let base = Base::open(&files, &name, source.clone(), &engine.compute, on_tensors).await?;
-            Ok::<_, String>((base, files))
-        }
-        .await;
-        self.base_loading.set(None);
+        let loaded = self
+            .load_base(&source, files, &engine.compute, "onto the device")
+            .await;
         let (base, files) = loaded.map_err(|why| {
             format!(
                 "{} cannot be the base model: {why}",
@@ -322,33 +284,9 @@ impl Lab {
         let engine = self.engine();
         let compute = backend::cpu();
         let source = engine.base.source.clone();
+        let loaded = self.load_base(&source, None, &compute, "on the CPU").await;
         let name = base_model::name_of(&source, &config);
-        self.base_loading
-            .set(Some(format!("Loading {name} on the CPU")));
-        let loaded = async {
-            let on_bytes = move |got: f64, total: f64| {
-                self.base_loading.set(Some(format!(
-                    "Reading {name}: {:.1} of {:.1} MB",
-                    got / 1e6,
-                    total / 1e6
-                )))
-            };
-            let files =
-                base_model::files_of(&source, &config, engine.store.as_ref().ok(), on_bytes)
-                    .await?;
-            let name = base_model::name_of(&source, &config);
-            let on_tensors = |p: LoadProgress| {
-                self.base_loading.set(Some(format!(
-                    "Loading {name} on the CPU: {} of {} tensors",
-                    p.done, p.total
-                )))
-            };
-            Base::open(&files, &name, source.clone(), &compute, on_tensors).await
-        }
-        .await;
-        self.base_loading.set(None);
-        let name = base_model::name_of(&source, &config);
-        let base = loaded.map_err(|why| {
+        let (base, _) = loaded.map_err(|why| {
             format!("{name} could not be loaded on the CPU: {why}. Reload the page to go on; the project is kept")
         })?;
         let engine = Rc::new(engine.moved(compute, base, config.cpu));
@@ -366,6 +304,62 @@ impl Lab {
             self.learn_next();
         }
         Ok(())
+    }
+
+    /// Loads the base model `source` names on `compute`, from `files` when
+    /// the person just chose them, else downloaded (or read from this
+    /// browser's storage when kept), refusing one too large for a page;
+    /// `base_loading` says how far it is (`onto` names where the tensors
+    /// go) and is cleared at the end. Returns the model and its files.
+    async fn load_base(
+        self,
+        source: &BaseSource,
+        files: Option<base_model::Files>,
+        compute: &Compute,
+        onto: &str,
+    ) -> Result<(Base, base_model::Files), String> {
+        let config = self.config.get_value();
+        let engine = self.engine();
+        let name = base_model::name_of(source, &config);
+        self.base_loading.set(Some(format!("Loading {name}")));
+        let loaded = async {
+            let files = match files {
+                Some(files) => files,
+                None => {
+                    let name = name.clone();
+                    let on_bytes = move |got: f64, total: f64| {
+                        self.base_loading.set(Some(format!(
+                            "Downloading {name}: {:.1} of {:.1} MB",
+                            got / 1e6,
+                            total / 1e6
+                        )))
+                    };
+                    let store = engine.store.as_ref().ok();
+                    base_model::files_of(source, &config, store, on_bytes).await?
+                }
+            };
+            if let Some(needed) = base_model::memory_needed(&files)
+                && needed > config.most_model_memory
+            {
+                return Err(format!(
+                    "loading it takes about {:.1} GB of memory (its weights expanded to 32-bit floats), \
+                     more than a browser page can hold ({:.1} GB): choose a smaller model",
+                    needed as f64 / 1e9,
+                    config.most_model_memory as f64 / 1e9
+                ));
+            }
+            let on_tensors = |p: LoadProgress| {
+                self.base_loading.set(Some(format!(
+                    "Loading {name} {onto}: {} of {} tensors",
+                    p.done, p.total
+                )))
+            };
+            let base = Base::open(&files, &name, source.clone(), compute, on_tensors).await?;
+            Ok((base, files))
+        }
+        .await;
+        self.base_loading.set(None);
+        loaded
     }
 
     /// Deletes the model files kept in this browser; the model stays loaded

@@ -24,10 +24,7 @@ impl Lab {
     /// Looks for a run a reload interrupted that fits the project.
     pub fn find_interrupted(self) {
         spawn_local(async move {
-            let meta: Option<RunMeta> = self
-                .read_run("meta")
-                .await
-                .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+            let meta = self.read_meta().await;
             let fits = meta.as_ref().is_some_and(|m| {
                 self.project.with_untracked(|p| {
                     p.learned() == m.next && p.tasks.get(m.next).is_some_and(|t| t.name == m.task)
@@ -85,6 +82,12 @@ impl Lab {
         let store = engine.store.as_ref().ok()?;
         let key = format!("{}.{part}", self.config.with_value(|c| c.run_key));
         store.get(&key).await.ok().flatten()
+    }
+
+    /// Where the stored run is, if one is stored and readable.
+    async fn read_meta(self) -> Option<RunMeta> {
+        let bytes = self.read_run("meta").await?;
+        serde_json::from_slice(&bytes).ok()
     }
 
     async fn write_run(self, part: &str, bytes: &[u8]) {
@@ -146,10 +149,7 @@ impl Lab {
                 .map(|t| t.name.clone())
                 .unwrap_or_default()
         });
-        let meta: Option<RunMeta> = self
-            .read_run("meta")
-            .await
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        let meta = self.read_meta().await;
         let kept = match &meta {
             Some(m) => format!(
                 "its last checkpoint, step {} of {}, is kept",
