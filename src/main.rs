@@ -1,5 +1,6 @@
 //! The browser app's entry point. Trunk builds this binary for wasm32 and
-//! serves it with `index.html`; the components live in [`app`].
+//! serves it with `index.html`; the components live in [`app`]. The same
+//! module runs the engine's Web Worker in CPU mode (`app/worker.rs`).
 
 #[cfg(target_arch = "wasm32")]
 mod app;
@@ -7,7 +8,11 @@ mod app;
 #[cfg(target_arch = "wasm32")]
 fn main() {
     console_error_panic_hook::set_once();
-    leptos::mount::mount_to_body(app::App);
+    if app::in_worker() {
+        app::serve_worker();
+    } else {
+        leptos::mount::mount_to_body(app::App);
+    }
 }
 
 /// Natively this binary only points the way: the app runs in a browser.

@@ -226,7 +226,7 @@ impl Lab {
             )
         })?;
         let description = base.describe();
-        let engine = Rc::new(engine.with_base(base));
+        let engine = Rc::new(engine.with_base(&config, base, &files));
         self.set_engine(engine.clone());
         let kept_aside = match &engine.store {
             Ok(store) => store.get(config.unreadable_key).await.ok().flatten(),
@@ -286,10 +286,10 @@ impl Lab {
         let source = engine.base.source.clone();
         let loaded = self.load_base(&source, None, &compute, "on the CPU").await;
         let name = base_model::name_of(&source, &config);
-        let (base, _) = loaded.map_err(|why| {
+        let (base, files) = loaded.map_err(|why| {
             format!("{name} could not be loaded on the CPU: {why}. Reload the page to go on; the project is kept")
         })?;
-        let engine = Rc::new(engine.moved(compute, base, config.cpu));
+        let engine = Rc::new(engine.moved(&config, compute, (base, &files), config.cpu));
         let learners = self.project.with_untracked(|p| learners_of(p, &engine))?;
         self.set_engine(engine);
         self.learners.set_value(learners);

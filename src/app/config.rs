@@ -72,6 +72,11 @@ pub struct AppConfig {
     pub most_new_tokens: usize,
     /// Steps between two saved checkpoints of a running task.
     pub checkpoint_every: usize,
+    /// How often a paused task looks whether it may go on, in milliseconds.
+    pub pause_poll_ms: u32,
+    /// The script that starts the engine's Web Worker in CPU mode
+    /// (`www/engine-worker.js`).
+    pub worker_script: &'static str,
     /// The most memory a base model may need to load (its files and its
     /// weights in f32 twice, [`base_model::memory_needed`]): a wasm32 page
     /// addresses 4 GiB, and the app's own state needs some of it.
@@ -130,6 +135,8 @@ impl Default for AppConfig {
             },
             most_new_tokens: 512,
             checkpoint_every: 10,
+            pause_poll_ms: 100,
+            worker_script: "./engine-worker.js",
             most_model_memory: 3_500_000_000,
             gpu_lost_wait_ms: 500,
             gpu_lost_poll_ms: 50,

@@ -3,6 +3,8 @@
 //! the storage and the project stored in it ([`load`]), and the two ways a
 //! project file becomes a project with learners (the restore and an import).
 
+use std::rc::Rc;
+
 use mose_lab::backend::{self, Compute};
 use mose_lab::data::DataConfig;
 use mose_lab::model::{FrozenBase, LoadProgress};
@@ -12,9 +14,10 @@ use mose_lab::session::open_learners;
 use mose_lab::train::TrainConfig;
 use serde::Deserialize;
 
-use super::base_model::{self, Base, BaseSource, ServedModel};
+use super::base_model::{self, Base, BaseSource, Files, ServedModel};
 use super::browser::{self, Store};
 use super::config::{AppConfig, DeviceDefaults};
+use super::worker::EngineWorker;
 
 /// One starter pack as `packs/index.json` describes it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -52,6 +55,9 @@ pub struct Engine {
     pub store: Result<Store, String>,
     /// Whether the service worker holds an offline copy, or why not.
     pub offline: Result<(), String>,
+    /// In CPU mode, the engine's Web Worker, which learns the tasks with
+    /// its own copy of the base model ([`worker_for`]).
+    pub worker: Option<Rc<EngineWorker>>,
 }
 
 impl Engine {
@@ -60,14 +66,22 @@ impl Engine {
         FrozenBase::new(&self.base.model, &self.base.tokenizer, &self.compute.device)
     }
 
-    /// The same engine on another base model.
-    pub(super) fn with_base(&self, base: Base) -> Self {
-        self.moved(self.compute.clone(), base, self.defaults)
+    /// The same engine on another base model, loaded from `files` (which
+    /// the worker opens too).
+    pub(super) fn with_base(&self, config: &AppConfig, base: Base, files: &Files) -> Self {
+        self.moved(config, self.compute.clone(), (base, files), self.defaults)
     }
 
-    /// The same engine on another device, with `base` loaded there and
-    /// that device's defaults.
-    pub(super) fn moved(&self, compute: Compute, base: Base, defaults: DeviceDefaults) -> Self {
+    /// The same engine on another device, with the base model loaded
+    /// there from its files, and that device's defaults.
+    pub(super) fn moved(
+        &self,
+        config: &AppConfig,
+        compute: Compute,
+        (base, files): (Base, &Files),
+        defaults: DeviceDefaults,
+    ) -> Self {
+        let worker = worker_for(config, self.worker.clone(), &compute, &base, files);
         Self {
             compute,
             base,
@@ -76,8 +90,31 @@ impl Engine {
             defaults,
             store: self.store.clone(),
             offline: self.offline.clone(),
+            worker,
         }
     }
+}
+
+/// The engine's worker for `base` on `compute`: in CPU mode `kept` (or a new
+/// one when it has stopped) with `files` opened in it; none on a GPU, where
+/// the page's thread only waits for the device, or when the browser refuses
+/// to start one (the page then learns on its own thread).
+fn worker_for(
+    config: &AppConfig,
+    kept: Option<Rc<EngineWorker>>,
+    compute: &Compute,
+    base: &Base,
+    files: &Files,
+) -> Option<Rc<EngineWorker>> {
+    if compute.kind != backend::BackendKind::Cpu {
+        return None;
+    }
+    let worker = match kept.filter(|w| w.running()) {
+        Some(worker) => worker,
+        None => Rc::new(EngineWorker::start(config.worker_script).ok()?),
+    };
+    worker.open(files, &base.identity.name, &base.source);
+    Some(worker)
 }
 
 /// The project found in storage at load, with what its states hold.
@@ -158,7 +195,7 @@ pub async fn load(
         }
     };
     let mut problem = None;
-    let base = match chosen {
+    let chosen = match chosen {
         BaseSource::Embedded => None,
         source => {
             let files =
@@ -167,7 +204,9 @@ pub async fn load(
             report(stage(on_device, 0.62));
             let name = base_model::name_of(&source, config);
             match files {
-                Ok(files) => Base::open(&files, &name, source, &compute, on_tensors.clone()).await,
+                Ok(files) => Base::open(&files, &name, source, &compute, on_tensors.clone())
+                    .await
+                    .map(|base| (base, files)),
                 Err(why) => Err(why),
             }
             .map_err(|why| {
@@ -178,14 +217,14 @@ pub async fn load(
             .ok()
         }
     };
-    let base = match base {
-        Some(base) => base,
+    let (base, files) = match chosen {
+        Some(chosen) => chosen,
         None => {
             let files = base_model::files_of(&BaseSource::Embedded, config, None, on_weights)
                 .await
                 .map_err(unavailable)?;
             report(stage(on_device, 0.62));
-            Base::open(
+            let base = Base::open(
                 &files,
                 config.model_name,
                 BaseSource::Embedded,
@@ -193,9 +232,12 @@ pub async fn load(
                 on_tensors,
             )
             .await
-            .map_err(|e| format!("the base model cannot be loaded ({e}); reload the page"))?
+            .map_err(|e| format!("the base model cannot be loaded ({e}); reload the page"))?;
+            (base, files)
         }
     };
+    let worker = worker_for(config, None, &compute, &base, &files);
+    drop(files);
     report(stage("Keeping a copy for offline use", 0.9));
     let offline = browser::offline_copy().await;
 
@@ -208,6 +250,7 @@ pub async fn load(
         defaults,
         store,
         offline,
+        worker,
     };
     let mut restored = restore(&engine, config).await;
     if let Some(problem) = problem {

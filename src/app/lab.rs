@@ -21,7 +21,7 @@ use super::config::{AppConfig, Settings, settings_of};
 use super::engine::{Engine, Restored, empty_project};
 
 /// What the train panel shows.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub enum TrainState {
     /// Nothing running.
     #[default]
@@ -61,7 +61,7 @@ impl TrainState {
 }
 
 /// What a person asked of the running task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Control {
     /// Go on.
     Run,
@@ -89,7 +89,7 @@ pub struct Progress {
 }
 
 /// One loss value for the chart.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LossPoint {
     /// Which method.
     pub method: Method,
@@ -258,6 +258,15 @@ impl Lab {
             gloo_timers::future::TimeoutFuture::new(poll).await;
         }
         self.lost_gpu()
+    }
+
+    /// Asks the running task to run, pause or cancel; in CPU mode the
+    /// engine's worker hears it at once.
+    pub fn set_control(self, control: Control) {
+        self.control.set(control);
+        if let Some(worker) = &self.engine().worker {
+            worker.control(control);
+        }
     }
 
     /// Shows `message` as information and clears the error.

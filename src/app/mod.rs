@@ -14,12 +14,17 @@ mod charts;
 mod config;
 mod device_check;
 mod engine;
+mod in_worker;
 mod lab;
 mod remember;
 mod run;
+mod runner;
 mod tasks;
 mod train;
 mod try_panel;
+mod worker;
+
+pub use in_worker::{in_worker, serve as serve_worker};
 
 use config::AppConfig;
 use device_check::DeviceCheck;

@@ -1,17 +1,18 @@
-//! Learning the next task, on [`Lab`]: the step loop of the library's
-//! [`LearnNext`] driven between two frames, with pause, cancel and a
-//! checkpoint every few steps kept in storage, so that a run a reload
-//! interrupted resumes where it was.
+//! Learning the next task, on [`Lab`]: a run (`runner.rs`) in the engine's
+//! worker in CPU mode, else on the page between two frames, with pause,
+//! cancel and a checkpoint every few steps kept in storage, so that a run a
+//! reload interrupted resumes where it was.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use mose_lab::mose::{Learner, Method};
-use mose_lab::session::{LearnNext, Ran, SessionError, start_methods};
-use mose_lab::train::{Flow, StepReport};
+use mose_lab::mose::Method;
 
-use super::actions::data_message;
-use super::base_model::gpu_failed;
+use super::engine::learners_of;
 use super::lab::{Control, Lab, LossPoint, LostGpu, Progress, RunMeta, TrainState};
+use super::runner::{
+    self, ResumeBytes, RunEnd, RunEvent, RunHost, RunInput, RunJob, cannot_resume,
+};
+use super::worker::WorkerEnd;
 
 /// An interrupted run, read back from storage.
 struct Resume {
@@ -132,6 +133,9 @@ impl Lab {
                     // The run's checkpoint stays, for the CPU or for a reload.
                     return self.keep_lost_run(reason).await;
                 }
+                if self.engine().worker.as_ref().is_some_and(|w| !w.running()) {
+                    return self.keep_stopped_run(why).await;
+                }
                 self.train_state.set(TrainState::Failed(why.clone()));
                 self.fail(why);
             }
@@ -171,6 +175,29 @@ impl Lab {
         self.progress.set(Progress::default());
     }
 
+    /// A run the engine's worker died in (`why` says how): its last
+    /// checkpoint stays and is offered; the page learns from here on.
+    async fn keep_stopped_run(self, why: String) {
+        let meta = self.read_meta().await;
+        let why = match &meta {
+            Some(m) => format!(
+                "{why}. Its last checkpoint, step {} of {}, is kept: resume it (this page computes it \
+                 from now on), or reload the page.",
+                m.step, m.steps
+            ),
+            None => {
+                self.forget_run().await;
+                format!(
+                    "{why}. Learn the task again (this page computes it from now on), or reload the page."
+                )
+            }
+        };
+        self.interrupted.set(meta);
+        self.train_state.set(TrainState::Failed(why.clone()));
+        self.error.set(Some(why));
+        self.progress.set(Progress::default());
+    }
+
     /// Learns the next task with MoSE (and plain LoRA when compared), scores
     /// every task after it and saves the project.
     pub fn learn_next(self) {
@@ -189,199 +216,72 @@ impl Lab {
 }
 
 /// The body of [`Lab::learn_next`]: `Ok(Some(task))` when learned,
-/// `Ok(None)` when cancelled.
+/// `Ok(None)` when cancelled. In CPU mode the engine's worker learns the
+/// task (the page only shows its progress); on the GPU, or when the worker
+/// cannot take it, the page does.
 async fn learn_next(lab: Lab, resume: Option<Resume>) -> Result<Option<String>, String> {
     let engine = lab.engine();
-    let device = &engine.compute.device;
-    let settings = match &resume {
-        Some(resume) => resume.meta.settings.clone(),
-        None => lab.settings.get_untracked(),
+    let (meta, resume) = match resume {
+        Some(r) => (
+            Some(r.meta),
+            Some(ResumeBytes {
+                checkpoint: r.checkpoint,
+                finished: r.finished,
+            }),
+        ),
+        None => (None, None),
     };
-    let mut project = lab.project.get_untracked();
-    let next = project.learned();
-    let Some(task) = project.tasks.get(next).cloned() else {
-        return Err("Every task is learned: add a task to learn next.".into());
+    let job = lab.config.with_value(|c| RunJob {
+        settings: meta
+            .as_ref()
+            .map_or_else(|| lab.settings.get_untracked(), |m| m.settings.clone()),
+        resume: meta,
+        checkpoint_every: c.checkpoint_every,
+        eval_batch: c.eval_batch,
+        pause_poll_ms: c.pause_poll_ms,
+    });
+    let input = RunInput {
+        job,
+        project: lab.project.get_untracked(),
+        resume,
     };
-    let mut learners = lab.learners.get_value();
-    project.train = project
-        .train
-        .clone()
-        .with_steps_per_task(settings.steps)
-        .with_learning_rate(settings.learning_rate)
-        .with_batch_size(settings.batch_size);
-    if project.trained.is_empty() {
-        project.data.max_seq_len = settings.max_seq_len;
-        project.mose = project
-            .mose
-            .clone()
-            .with_rank(settings.rank)
-            .with_new_experts_per_task(settings.experts_per_task)
-            .with_top_k_experts(settings.experts_per_task);
-        let mut methods = vec![Method::Mose];
-        if settings.compare_lora {
-            methods.push(Method::SeqLora);
-        }
-        learners = start_methods(&mut project, &methods, &engine.base.model_config, device)
-            .map_err(|e| match e {
-                SessionError::Settings(e) => format!("These settings do not fit the model: {e}"),
-                other => other.to_string(),
-            })?;
-    }
-    // Tasks scored for the first time keep at most the held-out setting's samples.
-    let scored = project.trained[0].report.base.len();
-    for later in project.tasks.iter_mut().skip(scored) {
-        later.split.heldout.truncate(settings.heldout.max(1));
-    }
-    let base = engine.frozen();
-    let method_of: Vec<Method> = learners.iter().map(Learner::method).collect();
-    let methods = learners.len();
-    let tokenizer = &engine.base.tokenizer;
-    if let Some(r) = &resume {
-        // The methods that finished the task before the reload.
-        for (k, bytes) in r.finished.iter().enumerate() {
-            learners[k] = Learner::from_bytes(bytes, &engine.base.model_config, device)
-                .map_err(|e| cannot_resume(&e.to_string()))?;
-        }
-    }
-    if let Some(background) = &engine.base.background {
-        for learner in &mut learners {
-            learner.adopt_background(background, &engine.base.identity.fingerprint);
-        }
-    }
-    let mut learning = match &resume {
-        Some(r) => LearnNext::resume(
-            base,
-            &project,
-            tokenizer,
-            &learners,
-            r.meta.method,
-            &r.checkpoint,
-        )
-        .await
-        .map_err(|e| cannot_resume(&e.to_string()))?,
-        None => LearnNext::new(&project, tokenizer).map_err(|e| session_message(&e))?,
-    };
-
-    // A resumed run's chart starts with the losses before the reload.
-    let (_, losses) = learning.progress();
-    let method = method_of[learning.method()];
-    lab.losses.set(
-        losses
-            .iter()
-            .enumerate()
-            .map(|(i, &loss)| LossPoint {
-                method,
-                step: i + 1,
-                loss,
-            })
-            .collect(),
-    );
-    let every = lab.config.with_value(|c| c.checkpoint_every).max(1);
-    let total = project.train.steps_per_task;
-    let meta = |method: usize, step: usize| RunMeta {
-        next,
-        task: task.name.clone(),
-        settings: settings.clone(),
-        method,
-        step,
-        steps: total,
-    };
-    // The method shown, when it started here, and its steps since.
-    let mut started: Option<(usize, web_time::Instant, usize)> = None;
-    lab.train_state.set(TrainState::Running);
-    loop {
-        let k = learning.method();
-        if k >= methods {
-            // Every method has learned the task: this call says so.
-        } else if started.is_none_or(|(shown, _, _)| shown != k) {
-            started = Some((k, web_time::Instant::now(), 0));
-            lab.progress.set(Progress {
-                task: task.name.clone(),
-                method: Some(method_of[k]),
-                steps_left: total * (methods - k) - learning.progress().0,
-                ..Progress::default()
-            });
-        }
-        let mut checkpoint_due = false;
-        let mut on_step = |k: usize, report: &StepReport| {
-            let (_, since, steps) = started.get_or_insert((k, web_time::Instant::now(), 0));
-            *steps += 1;
-            checkpoint_due = report.step.is_multiple_of(every) && report.step < report.steps;
-            let per_step = since.elapsed().as_secs_f64() / *steps as f64;
-            let method = method_of[k];
-            lab.losses.update(|l| {
-                l.push(LossPoint {
-                    method,
-                    step: report.step,
-                    loss: report.loss,
+    let host = LabHost(lab);
+    let in_worker = match engine.worker.as_ref().filter(|w| w.usable()) {
+        Some(worker) => match worker.learn(&input, &host).await {
+            WorkerEnd::Learned(task, project) => {
+                let learners = learners_of(&project, &engine)?;
+                Some(RunEnd::Learned {
+                    task,
+                    project,
+                    learners,
                 })
-            });
-            lab.progress.update(|p| {
-                p.step = Some(report.clone());
-                p.seconds_per_step = per_step;
-                p.steps_left = (report.steps - report.step) + total * (methods - k - 1);
-            });
-            match lab.control.get_untracked() {
-                Control::Run if !checkpoint_due => Flow::Continue,
-                _ => Flow::Stop,
             }
-        };
-        let ran = learning
-            .run(base, &project, &mut learners, &mut on_step)
-            .await
-            .map_err(|e| train_failed(&task.name, &e.to_string()))?;
-        match ran {
-            Ran::Learned => break,
-            Ran::MethodLearned(k) if k + 1 < methods => {
-                // Kept for a reload: the next method starts from scratch.
-                if let Ok(bytes) = learners[k].to_bytes(&engine.base.model_config).await {
-                    lab.write_run(&format!("learner.{k}"), &bytes).await;
-                }
-            }
-            Ran::MethodLearned(_) => {}
-            Ran::Stopped => {
-                if lab.control.get_untracked() != Control::Cancel {
-                    // Stopped for a checkpoint, or paused: keep the place, so a
-                    // reload can resume from here.
-                    if let Ok(Some(bytes)) = learning.checkpoint().await {
-                        lab.write_run("checkpoint", &bytes).await;
-                        let at = meta(learning.method(), learning.progress().0);
-                        let meta = serde_json::to_vec(&at).unwrap_or_default();
-                        lab.write_run("meta", &meta).await;
-                    }
-                }
-                if lab.control.get_untracked() == Control::Pause {
-                    lab.train_state.set(TrainState::Paused);
-                    while lab.control.get_untracked() == Control::Pause {
-                        gloo_timers::future::TimeoutFuture::new(100).await;
-                    }
-                    lab.train_state.set(TrainState::Running);
-                }
-                if lab.control.get_untracked() == Control::Cancel {
-                    return Ok(None);
-                }
-            }
-        }
-    }
-
-    lab.train_state.set(TrainState::Scoring);
-    let eval_batch = lab.config.with_value(|c| c.eval_batch);
-    let mut on_method = |k: usize| {
-        lab.progress.update(|p| {
-            p.method = Some(method_of[k]);
-            p.scoring = Some((k, methods));
-        });
+            WorkerEnd::Cancelled => Some(RunEnd::Cancelled),
+            WorkerEnd::Failed(why) => return Err(why),
+            WorkerEnd::Unavailable => None,
+        },
+        None => None,
     };
-    learning
-        .score(base, &mut project, &learners, eval_batch, &mut on_method)
-        .await
-        .map_err(|e| gpu_failed(&e.to_string()))?;
-    if lab.control.get_untracked() == Control::Cancel {
+    let end = match in_worker {
+        Some(end) => end,
+        None => {
+            let learners = lab.learners.get_value();
+            let device = &engine.compute.device;
+            runner::learn(&engine.base, device, input, learners, &host).await?
+        }
+    };
+    let RunEnd::Learned {
+        task,
+        project,
+        learners,
+    } = end
+    else {
         return Ok(None);
-    }
+    };
 
     lab.train_state.set(TrainState::Saving);
     // Tasks added while this one was learned stay; the rest is this run's.
+    let project = *project;
     let trained = project.trained;
     let (train_config, mose_config, data) = (project.train, project.mose, project.data);
     let splits: Vec<_> = project.tasks.into_iter().map(|t| t.split).collect();
@@ -397,24 +297,60 @@ async fn learn_next(lab: Lab, resume: Option<Resume>) -> Result<Option<String>, 
     lab.learners.set_value(learners);
     lab.undo.set(None);
     lab.save();
-    Ok(Some(task.name))
+    Ok(Some(task))
 }
 
-/// A session error as the page says it: a task's data error names the task.
-fn session_message(e: &SessionError) -> String {
-    match e {
-        SessionError::Data { task, source } => data_message(task, source),
-        other => other.to_string(),
+/// A run on the page: its events move the train panel, its parts go to
+/// storage, and it does what the person asks.
+struct LabHost(Lab);
+
+impl RunHost for LabHost {
+    fn event(&self, event: RunEvent) {
+        let lab = self.0;
+        match event {
+            RunEvent::State(state) => lab.train_state.set(state),
+            RunEvent::Losses(losses) => lab.losses.set(losses),
+            RunEvent::Method {
+                task,
+                method,
+                steps_left,
+            } => lab.progress.set(Progress {
+                task,
+                method: Some(method),
+                steps_left,
+                ..Progress::default()
+            }),
+            RunEvent::Step {
+                method,
+                report,
+                seconds_per_step,
+                steps_left,
+            } => {
+                lab.losses.update(|l| {
+                    l.push(LossPoint {
+                        method,
+                        step: report.step,
+                        loss: report.loss,
+                    })
+                });
+                lab.progress.update(|p| {
+                    p.step = Some(report);
+                    p.seconds_per_step = seconds_per_step;
+                    p.steps_left = steps_left;
+                });
+            }
+            RunEvent::Scoring { method, k, of } => lab.progress.update(|p| {
+                p.method = Some(method);
+                p.scoring = Some((k, of));
+            }),
+        }
     }
-}
 
-fn cannot_resume(e: &str) -> String {
-    format!("The interrupted run cannot resume ({e}); learn the task again")
-}
+    fn control(&self) -> Control {
+        self.0.control.get_untracked()
+    }
 
-fn train_failed(task: &str, e: &str) -> String {
-    format!(
-        "Learning {task} stopped: {e}. The project is as it was before. If the device ran out of memory, \
-         lower the batch size or the steps in the settings and try again"
-    )
+    async fn keep(&self, part: String, bytes: Vec<u8>) {
+        self.0.write_run(&part, &bytes).await;
+    }
 }

@@ -117,11 +117,11 @@ pub fn TrainPanel() -> impl IntoView {
                     {move || next_task().map_or_else(|| "Add a task to learn".to_string(), |n| format!("Learn next task: {n}"))}
                 </button>
                 <button data-testid="pause" disabled=move || state() != TrainState::Running
-                    on:click=move |_| lab.control.set(Control::Pause)>"Pause"</button>
+                    on:click=move |_| lab.set_control(Control::Pause)>"Pause"</button>
                 <button data-testid="resume" disabled=move || state() != TrainState::Paused
-                    on:click=move |_| lab.control.set(Control::Run)>"Resume"</button>
+                    on:click=move |_| lab.set_control(Control::Run)>"Resume"</button>
                 <button data-testid="cancel" disabled=move || !busy()
-                    on:click=move |_| lab.control.set(Control::Cancel)>"Cancel"</button>
+                    on:click=move |_| lab.set_control(Control::Cancel)>"Cancel"</button>
             </div>
             {move || lab.gpu_lost.get().map(|lost| view! {
                 <div class="interrupted" data-testid="gpu-lost" role="alert">

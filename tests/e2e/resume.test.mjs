@@ -6,6 +6,10 @@
 // be discarded. Last, the page reloads with the network off: the service
 // worker's copy serves it.
 //
+// A second test kills the engine's Web Worker (which learns in CPU mode) mid-run,
+// as a panic in it would: the page says so, keeps the last checkpoint, and
+// resumes the run on its own thread.
+//
 // usage, from the repository root, after `trunk build --release` (scripts/test.sh
 // builds with `--cargo-profile wasm-test`, which shares the wasm tests' build):
 //   node --test --test-reporter=spec tests/e2e/
@@ -25,6 +29,13 @@ after(() => server?.close());
 
 const trainState = (page) => page.getAttribute(tid('train-state'), 'data-state');
 
+// One pasted task, learned by MoSE alone in STEPS steps.
+async function addWeather(page) {
+  await addText(page, 'weather', weatherReports(40).join('\n\n'));
+  await setTraining(page, { 'train-steps': STEPS });
+  await page.uncheck(tid('compare-lora'));
+}
+
 async function startAndPause(page) {
   await page.click(tid('learn-next'));
   await waitUntil(page, () => {
@@ -41,9 +52,7 @@ test('a run interrupted by a reload resumes from its checkpoint', { timeout: 2 *
   const run = await openApp(server.origin, { args: CPU_ARGS, label: 'resume' });
   const { page, log } = run;
   try {
-    await addText(page, 'weather', weatherReports(40).join('\n\n'));
-    await setTraining(page, { 'train-steps': STEPS });
-    await page.uncheck(tid('compare-lora'));
+    await addWeather(page);
 
     await startAndPause(page);
     const paused = await textNow(page, 'train-progress');
@@ -89,6 +98,34 @@ test('a run interrupted by a reload resumes from its checkpoint', { timeout: 2 *
     await reloadApp(run);
     assert.equal(await numberIn(page, 'learned-count'), 1, 'offline: the learned task is not back');
     log(`offline reload: ready, ${await textNow(page, 'device')}`);
+    assert.deepEqual(run.problems.pageErrors, [], 'page errors');
+  } finally {
+    await run.close();
+  }
+});
+
+test('a run whose worker dies keeps its checkpoint and goes on on the page', { timeout: READY_TIMEOUT_MS + 10 * 60_000 }, async () => {
+  const run = await openApp(server.origin, { args: CPU_ARGS, label: 'worker-dies' });
+  const { page, log } = run;
+  try {
+    await addWeather(page);
+    // Pausing writes a checkpoint; then the run goes on in the worker.
+    await startAndPause(page);
+    await page.click(tid('resume'));
+    const workers = page.workers();
+    assert.equal(workers.length, 1, `the page runs ${workers.length} workers, not the engine's one`);
+    await workers[0].evaluate(() => { setTimeout(() => { throw new Error('killed by the test'); }); });
+    await waitUntil(page, () => document.querySelector('[data-testid="train-state"]')?.dataset.state === 'failed',
+      null, { timeout: 60_000, what: 'the run did not fail when its worker died' });
+    const said = await textNow(page, 'error');
+    log(`the page says: ${said}`);
+    assert.match(said, /worker stopped/);
+    assert.match(said, /checkpoint, step \d+ of 40, is kept/);
+    await page.click(tid('resume-run'));
+    await waitUntil(page, () => document.querySelector('[data-testid="train-state"]')?.dataset.state === 'idle'
+      && /^\s*1\b/.test(document.querySelector('[data-testid="learned-count"]')?.textContent ?? ''),
+    null, { timeout: 300_000, what: 'the run did not finish on the page' });
+    log(`learned on the page: ${await textNow(page, 'notice')}`);
     assert.deepEqual(run.problems.pageErrors, [], 'page errors');
   } finally {
     await run.close();

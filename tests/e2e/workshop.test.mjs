@@ -247,8 +247,12 @@ async function workshop({ label, args, backend, deviceText, steps, learn, taskTi
         const finished = train.find((s) => s.state === 'idle' && s.at > (started ?? Infinity))?.at;
         assert.ok(started !== undefined && finished !== undefined, `train-state changes seen: ${JSON.stringify(train)}`);
         const painted = frames.filter((t) => t >= started && t <= finished).length;
-        log(`${painted} frames painted in ${((finished - started) / 1000).toFixed(1)} s of training`);
+        const seconds = (finished - started) / 1000;
+        log(`${painted} frames painted in ${seconds.toFixed(1)} s of training: ${(painted / seconds).toFixed(1)} per second`);
         assert.ok(painted >= 3, `only ${painted} frames painted while training (the training loop must yield)`);
+        // CPU mode learns in the engine's Web Worker; on WebGPU the page's thread drives the GPU
+        const workers = page.workers().length;
+        assert.equal(workers, backend === 'cpu' ? 1 : 0, `${workers} dedicated workers on ${backend}`);
       }
     }
 
