@@ -1,16 +1,15 @@
 //! A continual sequence: learn tasks one after another and score every task
 //! after each, routed and with the oracle, to fill the R matrices of docs/METHOD.md
-//! ("Metrics"). The CLI, the app and the tests all run sequences through here.
+//! ("Metrics"): the reports and the scoring. The session (`session.rs`)
+//! learns each task and calls the scoring here, for the CLI and the app alike.
 
 use serde::{Deserialize, Serialize};
-use web_time::Instant;
 
 use crate::data::Example;
 use crate::eval::metrics::{Confusion, Summary, summarize};
 use crate::eval::{Routing, TaskScore, score_task};
 use crate::model::FrozenBase;
-use crate::mose::{Capacity, Learner, Likeness, Method, MoseError};
-use crate::train::{Flow, RunEnd, StepReport, TaskRun, TrainConfig, TrainError};
+use crate::mose::{Capacity, Learner, Method, MoseError};
 
 /// One task of a sequence: its name and its tokenized splits.
 #[derive(Debug, Clone, Copy)]
@@ -21,32 +20,6 @@ pub struct SequenceTask<'a> {
     pub train: &'a [Example],
     /// Examples to score.
     pub heldout: &'a [Example],
-}
-
-/// What happened, for progress displays.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SequenceEvent {
-    /// A training step of task `task`.
-    Step {
-        /// The task's position in the sequence.
-        task: usize,
-        /// The step.
-        report: StepReport,
-    },
-    /// Task `task` is learned.
-    Learned {
-        /// The task's position.
-        task: usize,
-        /// Capacity after it.
-        capacity: Capacity,
-        /// How it read to the router before it trained ([`TaskRun::likeness`]).
-        likeness: Option<Likeness>,
-    },
-    /// Every task has been scored after learning task `after`.
-    Scored {
-        /// The task just learned.
-        after: usize,
-    },
 }
 
 /// The scores of one method over a sequence.
@@ -219,78 +192,6 @@ pub async fn score_learned(
     report.capacity.push(capacity);
     report.tasks = tasks.iter().map(|t| t.name.to_string()).collect();
     Ok(())
-}
-
-/// Learns `tasks` in order with `learner`, scoring every task after each.
-/// Returns `None` when `on_event` stopped it.
-pub async fn run_sequence(
-    base: FrozenBase<'_>,
-    learner: &mut Learner,
-    tasks: &[SequenceTask<'_>],
-    config: &TrainConfig,
-    eval_batch: usize,
-    on_event: &mut dyn FnMut(SequenceEvent) -> Flow,
-) -> Result<Option<SequenceReport>, TrainError> {
-    let mut report = SequenceReport::new(learner.method());
-    let finished = continue_sequence(
-        base,
-        learner,
-        &mut report,
-        tasks,
-        config,
-        eval_batch,
-        on_event,
-    )
-    .await?;
-    Ok(finished.then_some(report))
-}
-
-/// Learns the tasks of `tasks` that `report` has not scored yet (from
-/// `report.learned()` on) with `learner`, which holds the ones before,
-/// scoring every task after each and adding the rows to `report`: a
-/// sequence begun, or one continued from a saved project. Returns whether
-/// it finished (`false` when `on_event` stopped it; `report` then holds the
-/// tasks finished so far).
-pub async fn continue_sequence(
-    base: FrozenBase<'_>,
-    learner: &mut Learner,
-    report: &mut SequenceReport,
-    tasks: &[SequenceTask<'_>],
-    config: &TrainConfig,
-    eval_batch: usize,
-    on_event: &mut dyn FnMut(SequenceEvent) -> Flow,
-) -> Result<bool, TrainError> {
-    let started = Instant::now();
-    let seconds_before = report.seconds;
-    score_base(base, report, tasks, eval_batch).await?;
-    for (i, task) in tasks.iter().enumerate().skip(report.learned()) {
-        let mut run = TaskRun::start(base, learner, task.name, task.train, config).await?;
-        let mut on_step = |report: &StepReport| {
-            on_event(SequenceEvent::Step {
-                task: i,
-                report: report.clone(),
-            })
-        };
-        if run.run(base, learner, task.train, &mut on_step).await? == RunEnd::Stopped {
-            return Ok(false);
-        }
-        let likeness = run.likeness();
-        let learned = run.finish(learner).await?;
-        if on_event(SequenceEvent::Learned {
-            task: i,
-            capacity: learned,
-            likeness,
-        }) == Flow::Stop
-        {
-            return Ok(false);
-        }
-        score_learned(base, learner, report, tasks, learned, eval_batch).await?;
-        report.seconds = seconds_before + started.elapsed().as_secs_f64();
-        if on_event(SequenceEvent::Scored { after: i }) == Flow::Stop {
-            return Ok(false);
-        }
-    }
-    Ok(true)
 }
 
 #[cfg(test)]

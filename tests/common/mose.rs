@@ -11,11 +11,11 @@ use mose_lab::model::{FrozenBase, HfParam, Llama, LlamaConfig};
 #[cfg(not(target_arch = "wasm32"))]
 use mose_lab::mose::Background;
 use mose_lab::mose::{Learner, Method, MoseConfig};
-use mose_lab::sequence::{SequenceReport, SequenceTask, run_sequence};
+use mose_lab::sequence::{SequenceReport, SequenceTask, score_base, score_learned};
 use mose_lab::tokenizer::Tokenizer;
 #[cfg(not(target_arch = "wasm32"))]
 use mose_lab::train::base_model_background;
-use mose_lab::train::{Flow, TrainConfig, learn_task};
+use mose_lab::train::{Flow, TaskRun, TrainConfig, learn_task};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -231,18 +231,28 @@ pub async fn run_with(
         pad_id: pad,
         device,
     };
-    run_sequence(base, &mut learner, &tasks, config, 16, &mut |event| {
+    // Each task learned in turn, every task scored after each: the step
+    // loop of the library's session, without its project and checkpoints.
+    let mut report = SequenceReport::new(learner.method());
+    score_base(base, &mut report, &tasks, 16)
+        .await
+        .expect("the base model scores");
+    for task in &tasks {
+        let mut run = TaskRun::start(base, &learner, task.name, task.train, config)
+            .await
+            .expect("the task starts");
+        run.run(base, &learner, task.train, &mut |_| Flow::Continue)
+            .await
+            .expect("the task trains");
+        let capacity = run.finish(&mut learner).await.expect("the task finishes");
         // The browser run is slow on a software adapter: say where it is.
         #[cfg(target_arch = "wasm32")]
-        if !matches!(event, mose_lab::sequence::SequenceEvent::Step { .. }) {
-            wasm_bindgen_test::console_log!("{event:?}");
-        }
-        let _ = event;
-        Flow::Continue
-    })
-    .await
-    .expect("the sequence trains")
-    .expect("nothing stops it")
+        wasm_bindgen_test::console_log!("learned {}", task.name);
+        score_learned(base, &learner, &mut report, &tasks, capacity, 16)
+            .await
+            .expect("every task scores");
+    }
+    report
 }
 
 /// The tiny model, the fixture tokenizer's pad id, and the synthetic tasks
