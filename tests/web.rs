@@ -11,6 +11,22 @@ use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
+// The linker's constructors (the `inventory` registrations of cubecl's IR).
+// A module that never calls them itself is a "command" to wasm-ld, which then
+// reruns all of them at the top of every export, on every call from
+// JavaScript; calling them from the tests makes the exports plain (as the
+// app's `main` does, src/main.rs). wasm-bindgen-test runs no start function,
+// so each test calls `constructors` first.
+unsafe extern "C" {
+    fn __wasm_call_ctors();
+}
+
+fn constructors() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: once per instance, before the test touches a device.
+    ONCE.call_once(|| unsafe { __wasm_call_ctors() });
+}
+
 async fn run(device: &burn::tensor::Device) -> CheckReport {
     check::run(&DeviceCheckConfig::new(), device, |_| {})
         .await
@@ -27,6 +43,7 @@ async fn webgpu() -> backend::Compute {
 
 #[wasm_bindgen_test]
 async fn device_check_trains_on_webgpu() {
+    constructors();
     let gpu = webgpu().await;
     let adapter = gpu.adapter.as_ref().expect("wgpu reports its adapter");
     assert_eq!(adapter.api, "WebGPU");
@@ -36,12 +53,14 @@ async fn device_check_trains_on_webgpu() {
 
 #[wasm_bindgen_test]
 async fn device_check_trains_on_wasm_cpu() {
+    constructors();
     let report = run(&backend::cpu().device).await;
     common::assert_trained(&report, &DeviceCheckConfig::new(), "wasm cpu");
 }
 
 #[wasm_bindgen_test]
 async fn webgpu_and_wasm_cpu_agree() {
+    constructors();
     let on_gpu = run(&webgpu().await.device).await;
     let on_cpu = run(&backend::cpu().device).await;
     common::assert_same_losses(&on_cpu, &on_gpu, 1e-3);
@@ -54,6 +73,7 @@ use common::llama::{self as parity, TIED, UNTIED};
 
 #[wasm_bindgen_test]
 async fn llama_matches_transformers_on_webgpu() {
+    constructors();
     let device = webgpu().await.device;
     for fixture in [&TIED, &UNTIED] {
         parity::check_logits(fixture, &device).await;
@@ -63,6 +83,7 @@ async fn llama_matches_transformers_on_webgpu() {
 
 #[wasm_bindgen_test]
 async fn llama_matches_transformers_on_wasm_cpu() {
+    constructors();
     let device = backend::cpu().device;
     for fixture in [&TIED, &UNTIED] {
         parity::check_logits(fixture, &device).await;
@@ -72,6 +93,7 @@ async fn llama_matches_transformers_on_wasm_cpu() {
 
 #[wasm_bindgen_test]
 async fn llama_webgpu_and_wasm_cpu_agree() {
+    constructors();
     let gpu = webgpu().await.device;
     let cpu = backend::cpu().device;
     for fixture in [&TIED, &UNTIED] {
@@ -88,6 +110,7 @@ async fn llama_webgpu_and_wasm_cpu_agree() {
 
 #[wasm_bindgen_test]
 fn tokenizer_ids_match_python_tokenizers_in_wasm() {
+    constructors();
     let compared = common::tokenizer::check_tokenizer();
     assert!(compared > 100_000, "compared {compared} ids");
 }
@@ -99,6 +122,7 @@ use common::mose::{SHORT_SEQUENCE, assert_matches_recorded};
 
 #[wasm_bindgen_test]
 async fn the_short_sequence_on_webgpu_matches_the_recorded_native_run() {
+    constructors();
     let device = webgpu().await.device;
     let report = SHORT_SEQUENCE.run(&device).await;
     assert_matches_recorded(&report, "webgpu");
@@ -150,6 +174,7 @@ fn wasm_memory_mb() -> f64 {
 
 #[wasm_bindgen_test]
 async fn smollm2_from_the_served_gguf_matches_transformers_on_webgpu_and_wasm_cpu() {
+    constructors();
     let files = [smollm2().await];
     // Loaded as the app loads a model: one tensor at a time onto the device.
     for (name, device, greedy_tokens) in [

@@ -91,7 +91,13 @@ pub fn BaseModelPicker() -> impl IntoView {
             <p data-testid="base-model-name">{described}</p>
             <p class="figures" data-testid="base-model-memory">{move || {
                 lab.project.track();
-                format!("This page's memory: {:.0} MB at most so far", browser::wasm_memory_bytes() / 1e6)
+                lab.engine_changes.track();
+                let page = format!("This page's memory: {:.0} MB at most so far", browser::wasm_memory_bytes() / 1e6);
+                // In CPU mode the engine's worker holds a second copy of the model.
+                match lab.engine().worker.as_ref().map(|w| w.memory_bytes()).filter(|b| *b > 0.0) {
+                    Some(bytes) => format!("{page}, and {:.0} MB in the worker that learns", bytes / 1e6),
+                    None => page,
+                }
             }}</p>
             {move || lab.base_loading.get().map(|stage| view! {
                 <p class="hint" role="status" data-testid="base-model-loading">{stage}"…"</p>

@@ -16,6 +16,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use super::base_model::Base;
+use super::browser;
 use super::lab::Control;
 use super::runner::{self, ResumeBytes, RunEnd, RunEvent, RunHost, RunInput, RunJob};
 use super::worker::{FromWorker, ToWorker, decode, encode};
@@ -89,14 +90,21 @@ impl Engine {
                     Err(why) => FromWorker::OpenFailed(why),
                 };
                 post(&self.scope, &reply, &[]);
+                self.tell_memory();
             }
             ToWorker::Learn(job) => {
                 let (reply, project) = self.learn(job, parts).await;
+                self.tell_memory();
                 let part: Vec<&[u8]> = project.iter().map(Vec::as_slice).collect();
                 post(&self.scope, &reply, &part);
             }
             ToWorker::Control(asked) => self.control.set(asked),
         }
+    }
+
+    fn tell_memory(&self) {
+        let bytes = browser::wasm_memory_bytes();
+        post(&self.scope, &FromWorker::Memory(bytes), &[]);
     }
 
     /// Learns the task `job` asks for; the reply, and the learned project's

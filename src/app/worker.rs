@@ -19,7 +19,7 @@
 //! everything with bincode into one copied buffer and starts its workers
 //! from a script of its own, and this protocol is a handful of messages.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
@@ -67,6 +67,9 @@ pub enum FromWorker {
     OpenFailed(String),
     /// The worker cannot run, and why (its module did not start).
     Broken(String),
+    /// The bytes of the worker's WebAssembly memory (the most it has held),
+    /// after it opens a model or learns a task.
+    Memory(f64),
     /// Progress of the task being learned.
     Event(RunEvent),
     /// Keep the part (the one byte part) of the stored run.
@@ -147,6 +150,8 @@ struct Shared {
     base: RefCell<BaseState>,
     /// Why the worker stopped, once it has.
     broken: RefCell<Option<String>>,
+    /// What [`FromWorker::Memory`] said last.
+    memory: Cell<f64>,
     /// The running task's channel.
     inbox: RefCell<Option<UnboundedSender<Heard>>>,
 }
@@ -173,6 +178,7 @@ impl Shared {
             FromWorker::Opened => *self.base.borrow_mut() = BaseState::Open,
             FromWorker::OpenFailed(_) => *self.base.borrow_mut() = BaseState::Failed,
             FromWorker::Broken(why) => self.stop(why),
+            FromWorker::Memory(bytes) => self.memory.set(bytes),
             other => {
                 if let Some(inbox) = self.inbox.borrow().as_ref() {
                     let _ = inbox.unbounded_send((other, parts));
@@ -220,6 +226,7 @@ impl EngineWorker {
             outbox: RefCell::new(Some(Vec::new())),
             base: RefCell::new(BaseState::Opening),
             broken: RefCell::new(None),
+            memory: Cell::new(0.0),
             inbox: RefCell::new(None),
         });
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new({
@@ -256,6 +263,11 @@ impl EngineWorker {
     /// Whether the worker is still there (it stops when its module fails).
     pub fn running(&self) -> bool {
         self.shared.broken.borrow().is_none()
+    }
+
+    /// The bytes of the worker's WebAssembly memory, as it last said.
+    pub fn memory_bytes(&self) -> f64 {
+        self.shared.memory.get()
     }
 
     /// Whether the worker can take a task: running, and its base model
@@ -318,6 +330,7 @@ impl EngineWorker {
                 FromWorker::Failed(why) => break WorkerEnd::Failed(why),
                 FromWorker::Unavailable(_) => break WorkerEnd::Unavailable,
                 FromWorker::Ready
+                | FromWorker::Memory(_)
                 | FromWorker::Opened
                 | FromWorker::OpenFailed(_)
                 | FromWorker::Broken(_) => {}
