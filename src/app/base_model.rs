@@ -6,9 +6,10 @@
 //! the person asks, with their size shown.
 
 use burn::module::Module as _;
+use burn::tensor::Device;
 use mose_lab::backend::Compute;
 use mose_lab::model::generate::{GenerationConfig, generate};
-use mose_lab::model::{Llama, LlamaConfig, LoadProgress, LoadedModel};
+use mose_lab::model::{FrozenBase, Llama, LlamaConfig, LoadProgress, LoadedModel};
 use mose_lab::mose::{BACKGROUND_FILE, Background};
 use mose_lab::project::BaseModel;
 use mose_lab::tokenizer::Tokenizer;
@@ -144,6 +145,11 @@ impl Base {
             identity,
             background,
         })
+    }
+
+    /// The model as runs take it on `device`: model, pad id and device.
+    pub fn frozen<'a>(&'a self, device: &'a Device) -> FrozenBase<'a> {
+        FrozenBase::new(&self.model, &self.tokenizer, device)
     }
 
     /// What it is, in words: "SmolLM2-135M-Instruct (served by this app,

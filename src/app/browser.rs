@@ -103,7 +103,7 @@ extern "C" {
 }
 
 /// What went wrong in the browser, in its own words.
-fn describe(e: JsValue) -> String {
+pub fn describe(e: JsValue) -> String {
     e.as_string()
         .or_else(|| {
             e.dyn_ref::<js_sys::Error>()

@@ -63,7 +63,7 @@ pub struct Engine {
 impl Engine {
     /// The base model as runs take it: model, pad id and device.
     pub fn frozen(&self) -> FrozenBase<'_> {
-        FrozenBase::new(&self.base.model, &self.base.tokenizer, &self.compute.device)
+        self.base.frozen(&self.compute.device)
     }
 
     /// The same engine on another base model, loaded from `files` (which

@@ -17,8 +17,7 @@ use super::worker::WorkerEnd;
 /// An interrupted run, read back from storage.
 struct Resume {
     meta: RunMeta,
-    checkpoint: Vec<u8>,
-    finished: Vec<Vec<u8>>,
+    bytes: ResumeBytes,
 }
 
 impl Lab {
@@ -61,8 +60,10 @@ impl Lab {
                 Some(checkpoint) if finished.len() == meta.method => {
                     let resume = Resume {
                         meta,
-                        checkpoint,
-                        finished,
+                        bytes: ResumeBytes {
+                            checkpoint,
+                            finished,
+                        },
                     };
                     learn_next(self, Some(resume)).await
                 }
@@ -165,14 +166,11 @@ impl Lab {
             "The GPU stopped working while learning {task}. The project is as it was \
              and {kept}: continue on the CPU now, or reload the page to continue on the GPU."
         );
-        self.interrupted.set(meta);
         self.gpu_lost.set(Some(LostGpu {
             reason,
             task: Some(task),
         }));
-        self.train_state.set(TrainState::Failed(why.clone()));
-        self.error.set(Some(why));
-        self.progress.set(Progress::default());
+        self.offer_kept_run(meta, why);
     }
 
     /// A run the engine's worker died in (`why` says how): its last
@@ -192,6 +190,12 @@ impl Lab {
                 )
             }
         };
+        self.offer_kept_run(meta, why);
+    }
+
+    /// Shows a run that failed with `why` and offers its kept place, if any,
+    /// for resuming.
+    fn offer_kept_run(self, meta: Option<RunMeta>, why: String) {
         self.interrupted.set(meta);
         self.train_state.set(TrainState::Failed(why.clone()));
         self.error.set(Some(why));
@@ -221,16 +225,7 @@ impl Lab {
 /// cannot take it, the page does.
 async fn learn_next(lab: Lab, resume: Option<Resume>) -> Result<Option<String>, String> {
     let engine = lab.engine();
-    let (meta, resume) = match resume {
-        Some(r) => (
-            Some(r.meta),
-            Some(ResumeBytes {
-                checkpoint: r.checkpoint,
-                finished: r.finished,
-            }),
-        ),
-        None => (None, None),
-    };
+    let (meta, resume) = resume.map(|r| (r.meta, r.bytes)).unzip();
     let job = lab.config.with_value(|c| RunJob {
         settings: meta
             .as_ref()

@@ -170,7 +170,7 @@ pub async fn learn(
     for later in project.tasks.iter_mut().skip(scored) {
         later.split.heldout.truncate(settings.heldout.max(1));
     }
-    let frozen = mose_lab::model::FrozenBase::new(&base.model, &base.tokenizer, device);
+    let frozen = base.frozen(device);
     let method_of: Vec<Method> = learners.iter().map(Learner::method).collect();
     let methods = learners.len();
     let tokenizer = &base.tokenizer;

@@ -33,6 +33,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::{ErrorEvent, MessageEvent, Worker, WorkerOptions, WorkerType};
 
 use super::base_model::{BaseSource, Files};
+use super::browser::describe;
 use super::lab::Control;
 use super::runner::{RunEvent, RunHost, RunInput, RunJob};
 
@@ -163,7 +164,7 @@ impl Shared {
             return;
         }
         if let Err(e) = self.worker.post_message_with_transfer(&data, &transfer) {
-            self.stop(js_message(&e));
+            self.stop(describe(e));
         }
     }
 
@@ -220,7 +221,7 @@ impl EngineWorker {
     pub fn start(script: &str) -> Result<Self, String> {
         let options = WorkerOptions::new();
         options.set_type(WorkerType::Module);
-        let worker = Worker::new_with_options(script, &options).map_err(|e| js_message(&e))?;
+        let worker = Worker::new_with_options(script, &options).map_err(describe)?;
         let shared = Rc::new(Shared {
             worker: worker.clone(),
             outbox: RefCell::new(Some(Vec::new())),
@@ -252,7 +253,7 @@ impl EngineWorker {
         set("glue", &glue.into())
             .and_then(|_| set("module", &wasm_bindgen::module()))
             .and_then(|_| worker.post_message(&start))
-            .map_err(|e| js_message(&e))?;
+            .map_err(describe)?;
         Ok(Self {
             shared,
             _on_message: on_message,
@@ -351,12 +352,4 @@ impl Drop for EngineWorker {
 /// what is kept).
 fn stopped(why: &str) -> String {
     format!("The engine's worker stopped while learning ({why}); the project is as it was")
-}
-
-/// What a JavaScript error says.
-pub fn js_message(e: &JsValue) -> String {
-    e.dyn_ref::<js_sys::Error>()
-        .map(|e| String::from(e.message()))
-        .or_else(|| e.as_string())
-        .unwrap_or_else(|| format!("{e:?}"))
 }
