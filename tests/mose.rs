@@ -831,9 +831,13 @@ fn the_base_models_own_text_kept_with_the_model_is_adopted_as_if_read_by_the_tas
         Err(MoseError::NotABackground { .. })
     ));
 
-    // Adopted only for the same weights and recipe, and only once.
+    // Adopted only for the same weights and recipe, and only once; `fits`
+    // says so before a learner exists (the app's choice of settings).
     assert!(!fresh(&mose).adopt_background(&background, "another model"));
     let other = mose.clone().with_background_tokens(13);
+    assert!(background.fits("0123456789abcdef", &mose));
+    assert!(!background.fits("another model", &mose));
+    assert!(!background.fits("0123456789abcdef", &other));
     assert!(!fresh(&other).adopt_background(&background, "0123456789abcdef"));
     let mut adopted = fresh(&mose);
     assert!(adopted.adopt_background(&background, "0123456789abcdef"));

@@ -4,14 +4,39 @@
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use mose_lab::mose::MoseConfig;
 
 use super::actions::BaseChoice;
-use super::base_model::{BaseSource, megabytes};
+use super::base_model::{Base, BaseSource, megabytes};
 use super::browser;
 use super::lab::Lab;
 
 /// What a model opened from disk may be made of.
 const MODEL_FILES: &str = ".gguf,.json,.safetensors,.jinja";
+
+/// How the project's router tells its tasks from the base model's own text
+/// ("none of these", docs/METHOD.md, "The base model's own text").
+fn router_note(mose: &MoseConfig, base: &Base) -> String {
+    let adopted = base
+        .background
+        .as_ref()
+        .filter(|b| b.fits(&base.identity.fingerprint, mose));
+    match (mose.background_texts, adopted) {
+        (0, _) => "The router judges \"none of these\" among your learned tasks alone: this model \
+                   came without statistics of its own text (the CLI's `mose background` writes them, \
+                   as background.safetensors to open with the model's files)"
+            .into(),
+        (_, Some(b)) => format!(
+            "The router knows this model's own text ({} texts it wrote, whose statistics came \
+             with the model): a prompt like none of your tasks goes to the base model",
+            b.recipe().texts
+        ),
+        (texts, None) => format!(
+            "With the first task, the model writes {texts} texts of its own for the router, \
+             so that a prompt like none of your tasks goes to the base model"
+        ),
+    }
+}
 
 /// The base model box.
 #[component]
@@ -89,6 +114,9 @@ pub fn BaseModelPicker() -> impl IntoView {
         <div class="base-model" data-testid="base-model">
             <h3>"Base model"</h3>
             <p data-testid="base-model-name">{described}</p>
+            <p class="hint" data-testid="base-model-router">{move || {
+                lab.project.with(|p| router_note(&p.mose, &lab.engine().base))
+            }}</p>
             <p class="figures" data-testid="base-model-memory">{move || {
                 lab.project.track();
                 lab.engine_changes.track();

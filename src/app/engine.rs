@@ -350,11 +350,17 @@ pub(super) fn empty_project(config: &AppConfig, engine: &Engine) -> Project {
         .with_batch_size(defaults.batch_size)
         .with_learning_rate(config.learning_rate)
         .with_seed(config.seed);
-    // A model without the statistics of its own text routes without them:
-    // writing the texts in a page would take minutes to hours for a model
-    // larger than the embedded one (docs/METHOD.md, "The base model's own text").
-    let mose = match (&engine.base.background, &engine.base.source) {
-        (None, BaseSource::Served { .. } | BaseSource::Disk { .. }) => {
+    // A model without statistics of its own text that fit the defaults
+    // routes without them: writing the texts in a page would take minutes
+    // to hours for a model larger than the embedded one (docs/METHOD.md,
+    // "The base model's own text").
+    let fitting = engine
+        .base
+        .background
+        .as_ref()
+        .is_some_and(|b| b.fits(&engine.base.identity.fingerprint, &MoseConfig::new()));
+    let mose = match (fitting, &engine.base.source) {
+        (false, BaseSource::Served { .. } | BaseSource::Disk { .. }) => {
             MoseConfig::new().with_background_texts(0)
         }
         _ => MoseConfig::new(),

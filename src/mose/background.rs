@@ -104,6 +104,14 @@ impl Background {
         &self.recipe
     }
 
+    /// Whether a learner with `config` on the weights `fingerprint` names
+    /// adopts them: made from those weights with the same settings (the
+    /// feature's width aside, which the model and `config` fix together).
+    pub fn fits(&self, fingerprint: &str, config: &MoseConfig) -> bool {
+        self.fingerprint == fingerprint
+            && self.recipe == BackgroundRecipe::of(config, self.recipe.feature_width)
+    }
+
     /// Features they count (whole texts and prefixes).
     pub fn count(&self) -> f64 {
         self.stats.count

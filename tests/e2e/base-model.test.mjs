@@ -12,8 +12,10 @@
 // - SmolLM2-135M-Instruct, served beside the app (scripts/serve-models.sh),
 //   becomes the base model, its greedy continuation of "The capital of France
 //   is" starts " Paris." as natively (tests/model.rs); the task is learned on
-//   it (two steps), a paragraph of it is routed to it and generated from; the
-//   model can then no longer change; a reload loads SmolLM2 again with the
+//   it (two steps), a paragraph of it is routed to it and generated from,
+//   and a prompt like no task goes to the base model (the base model box
+//   says whether the router has statistics of the model's own text: the
+//   embedded model's, not SmolLM2's); the model can then no longer change; a reload loads SmolLM2 again with the
 //   learned task. The page's memory is printed after each stage;
 // - the project, exported and imported on the embedded model, is refused with
 //   a message naming both models.
@@ -41,6 +43,10 @@ const TASK_TIMEOUT_MS = Number(process.env.E2E_TASK_TIMEOUT_MS ?? 10 * 60_000);
 const TEST_TIMEOUT_MS = 3 * READY_TIMEOUT_MS + 3 * LOAD_TIMEOUT_MS + 2 * GENERATE_TIMEOUT_MS + TASK_TIMEOUT_MS;
 const TASK = { name: 'weather', text: weatherReports(40).join('\n\n') };
 const SERVED = path.join(dist, 'served', 'index.json');
+// The base model box's line when the router has the model's own text.
+const KNOWS_OWN_TEXT = /^The router knows this model's own text \(1024 texts it wrote/;
+// ... and when it judges "none of these" among the tasks alone.
+const ALONE = /^The router judges "none of these" among your learned tasks alone/;
 
 let server;
 before(async () => { server = await startServer(); });
@@ -73,6 +79,7 @@ test('the base model: refused files, a folder and a GGUF from disk, SmolLM2 serv
     const { page, log } = run;
     try {
       assert.match(await text(page, 'base-model-name'), /^model \(embedded, 2\.\d M weights\)$/);
+      assert.match(await textNow(page, 'base-model-router'), KNOWS_OWN_TEXT, 'the embedded model ships its statistics');
       log(await textNow(page, 'base-model-memory'));
       await addText(page, TASK.name, TASK.text);
       await page.click(`${tid('base-change')} > summary`);
@@ -105,6 +112,8 @@ test('the base model: refused files, a folder and a GGUF from disk, SmolLM2 serv
       await openFromDisk(page, gguf);
       const fromDisk = /^SmolLM2-135M-Instruct\.Q4_1 \(from disk, kept in this browser, 134\.5 M weights\)$/;
       await waitBase(page, fromDisk, 'the GGUF from disk');
+      // A GGUF alone carries no statistics of the model's own text.
+      assert.match(await textNow(page, 'base-model-router'), ALONE, 'a GGUF alone');
       assert.match(await text(page, 'base-kept', 60_000), /^Kept in this browser: 98 MB/);
       log(`SmolLM2 from disk in ${seconds(started)} s; ${await textNow(page, 'base-model-memory')}`);
       await reloadApp(run);
@@ -130,6 +139,8 @@ test('the base model: refused files, a folder and a GGUF from disk, SmolLM2 serv
       started = Date.now();
       await page.click(`${tid('base-served')}[data-model="SmolLM2-135M-Instruct"]`);
       await waitBase(page, /^SmolLM2-135M-Instruct \(served by this app, 134\.5 M weights\)$/, 'SmolLM2 served');
+      // Served without statistics of its own text (docs/BENCHMARK.md: they cost it routing).
+      assert.match(await textNow(page, 'base-model-router'), ALONE, 'SmolLM2 served');
       log(`SmolLM2 loaded in ${seconds(started)} s; ${await textNow(page, 'base-model-memory')}`);
       await screenshot(page, 'base-model.png', tid('base-model'));
       assert.deepEqual((await cards(page)).map((c) => c.name), [TASK.name], 'the task on SmolLM2');
@@ -163,6 +174,10 @@ test('the base model: refused files, a folder and a GGUF from disk, SmolLM2 serv
       await waitUntil(page, (sel) => document.querySelector(sel)?.getAttribute('data-state') === 'done',
         tid('generation'), { timeout: GENERATE_TIMEOUT_MS, what: 'SmolLM2 with the task generating' });
       log(`routed to ${TASK.name}, generated ${JSON.stringify(await textNow(page, 'generation'))}`);
+      // A prompt like no learned task goes to the base model.
+      await page.fill(tid('prompt'), 'The capital of France is');
+      await page.waitForSelector(tid('no-task-matches'), { timeout: 60_000 });
+      log(`an unrelated prompt: ${await textNow(page, 'no-task-matches')}`);
       // The base model cannot change under learned tasks.
       assert.match(await textNow(page, 'base-model-locked'), /only before the first task is learned/);
 
