@@ -22,10 +22,17 @@ fn router_note(mose: &MoseConfig, base: &Base) -> String {
         .as_ref()
         .filter(|b| b.fits(&base.identity.fingerprint, mose));
     match (mose.background_texts, adopted) {
-        (0, _) => "The router judges \"none of these\" among your learned tasks alone: this model \
-                   came without statistics of its own text (the CLI's `mose background` writes them, \
-                   as background.safetensors to open with the model's files)"
-            .into(),
+        (0, _) => format!(
+            "The router judges \"none of these\" among your learned tasks alone: {}",
+            match base.background {
+                None =>
+                    "this model came without statistics of its own text (the CLI's \
+                         `mose background` writes them, as background.safetensors to open \
+                         with the model's files)",
+                Some(_) =>
+                    "this project's settings leave out the statistics of the model's own text",
+            }
+        ),
         (_, Some(b)) => format!(
             "The router knows this model's own text ({} texts it wrote, whose statistics came \
              with the model): a prompt like none of your tasks goes to the base model",

@@ -354,16 +354,17 @@ pub(super) fn empty_project(config: &AppConfig, engine: &Engine) -> Project {
     // routes without them: writing the texts in a page would take minutes
     // to hours for a model larger than the embedded one (docs/METHOD.md,
     // "The base model's own text").
+    let defaults = MoseConfig::new();
     let fitting = engine
         .base
         .background
         .as_ref()
-        .is_some_and(|b| b.fits(&engine.base.identity.fingerprint, &MoseConfig::new()));
+        .is_some_and(|b| b.fits(&engine.base.identity.fingerprint, &defaults));
     let mose = match (fitting, &engine.base.source) {
         (false, BaseSource::Served { .. } | BaseSource::Disk { .. }) => {
-            MoseConfig::new().with_background_texts(0)
+            defaults.with_background_texts(0)
         }
-        _ => MoseConfig::new(),
+        _ => defaults,
     };
     Project::new(engine.base.identity.clone(), data, train, mose, config.seed)
 }

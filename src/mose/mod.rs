@@ -564,8 +564,8 @@ impl Learner {
     /// the texts itself with its next task.
     pub fn adopt_background(&mut self, background: &Background, fingerprint: &str) -> bool {
         let fits = self.needs_background()
-            && background.fingerprint() == fingerprint
-            && *background.recipe() == self.background_recipe();
+            && background.fits(fingerprint, &self.config)
+            && background.recipe().feature_width == self.feature_width();
         if fits {
             self.identifier.set_background(background.stats.clone());
         }

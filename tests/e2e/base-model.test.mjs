@@ -15,8 +15,9 @@
 //   it (two steps), a paragraph of it is routed to it and generated from,
 //   and a prompt like no task goes to the base model (the base model box
 //   says whether the router has statistics of the model's own text: the
-//   embedded model's, not SmolLM2's); the model can then no longer change; a reload loads SmolLM2 again with the
-//   learned task. The page's memory is printed after each stage;
+//   embedded model's, not SmolLM2's); the model can then no longer change;
+//   a reload loads SmolLM2 again with the learned task. The page's memory
+//   is printed after each stage;
 // - the project, exported and imported on the embedded model, is refused with
 //   a message naming both models.
 // No page error, no console error.
